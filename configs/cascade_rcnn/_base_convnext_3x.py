@@ -1,0 +1,21 @@
+# Cascade Mask R-CNN with a ConvNeXt backbone, 3x COCO, layer-wise lr decay. The sizes set arch, drop path, lr,
+# decay, AMP, neck channels and the pretrained file (official release names, expected under checkpoints/).
+# Without the weights: --cfg-options model.backbone.init_cfg=None
+_base_ = './_base_cascade_3x.py'
+custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='ConvNeXt',
+        arch='tiny',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.4,
+        layer_scale_init_value=1.0,  # as the official detection configs; pretrained weights replace it
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/convnext_tiny_1k_224.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
+
+optim_wrapper = dict(
+    constructor='LearningRateDecayOptimizerConstructor',
+    optimizer=dict(lr=2e-4),
+    paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6))

@@ -1,0 +1,2 @@
+# Official recipe: ConvNeXt-T (ImageNet-1K), drop path 0.4, lr 1e-4, layer-wise decay 0.95 over 6 layers, AMP.
+_base_ = './_base_convnext_3x.py'
