@@ -84,13 +84,14 @@ def safe_load(path: str, weights_only: bool = True, map_location='cpu') -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as exc:
-        if not weights_only:
-            raise CheckpointError(f'{path}: cannot be unpickled, the file is corrupted ({exc})') from exc
+        disallowed = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
+        if disallowed is None:
+            raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
+                                  f'({str(exc).strip().splitlines()[-1][:200]})') from exc
         raise CheckpointError(
-            f'{path}: refused to load: the file holds Python objects beyond tensors, and unpickling them can run code. '
-            f'If you trust its source, load it with weights_only=False (for a backbone: '
-            f"init_cfg=dict(type='Pretrained', checkpoint=..., weights_only=False)). Detail: {str(exc).splitlines()[0]}"
-        ) from exc
+            f'{path}: refused to load: the file holds a Python object ({disallowed.group(1)}) beyond tensors, and '
+            'unpickling it can run code. If you trust its source, load it with weights_only=False (for a backbone: '
+            "init_cfg=dict(type='Pretrained', checkpoint=..., weights_only=False))") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
                               f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})') from exc
