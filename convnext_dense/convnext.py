@@ -168,6 +168,8 @@ class ConvNeXt(BaseModule):
         with_cp: activation checkpointing per block, trading compute for memory.
         channels_last: run in the ``channels_last`` memory format (faster convs and free permutes on GPUs); the
             outputs stay in that format, which mmdet/mmseg necks accept as they are.
+        compile: ``torch.compile`` the forward pass (``True``, or a dict of ``torch.compile`` arguments such as
+            ``dict(mode='max-autotune')``); compiled on the first call.
         pretrained: checkpoint path; shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
         init_cfg: mmengine init config. ``type='Pretrained'`` loads official, mmpretrain or timm checkpoints through
             :func:`convnext_dense.checkpoint.load_pretrained`, which reports what did not load.
@@ -183,6 +185,7 @@ class ConvNeXt(BaseModule):
                  frozen_stages: int = 0,
                  with_cp: bool = False,
                  channels_last: bool = False,
+                 compile: Union[bool, dict] = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
@@ -205,6 +208,8 @@ class ConvNeXt(BaseModule):
         self.frozen_stages = max(frozen_stages, 0)
         self.with_cp = with_cp
         self.channels_last = channels_last
+        self.compile_args = (compile if isinstance(compile, dict) else {}) if compile else None
+        self._compiled_forward = None
 
         self.downsample_layers = nn.ModuleList([
             Downsample(nn.Conv2d(in_channels, self.dims[0], kernel_size=STEM_STRIDE, stride=STEM_STRIDE),
@@ -279,6 +284,13 @@ class ConvNeXt(BaseModule):
                              'set in_channels to match your data')
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.compile_args is None:
+            return self._forward_stages(x)
+        if self._compiled_forward is None:
+            self._compiled_forward = torch.compile(self._forward_stages, **self.compile_args)
+        return self._compiled_forward(x)
+
+    def _forward_stages(self, x: torch.Tensor) -> tuple:
         outs = []
         for i in range(len(self.stages)):
             x = self.downsample_layers[i](x)

@@ -1,6 +1,6 @@
 # Cascade Mask R-CNN of the official ConvNeXt / Swin recipes on 3x COCO: FPN (256 channels, 5 levels) and three
 # 4conv1fc box heads with SyncBN, decoded-box GIoU loss (weight 10) and per-stage target stds.
-_base_ = ['mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py', '../mask_rcnn/_base_coco_3x.py']
+_base_ = ['mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py', '../_base_/coco_instance_3x.py']
 
 model = dict(
     roi_head=dict(bbox_head=[

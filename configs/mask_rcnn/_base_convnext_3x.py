@@ -1,7 +1,7 @@
 # Mask R-CNN with a ConvNeXt backbone, 3x COCO, layer-wise lr decay. The sizes set arch, drop path, lr, decay,
 # neck channels and the pretrained file (official release names, expected under checkpoints/).
 # Without the weights: --cfg-options model.backbone.init_cfg=None
-_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_coco_3x.py']
+_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', '../_base_/coco_instance_3x.py']
 custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
 
 model = dict(

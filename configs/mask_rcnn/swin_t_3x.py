@@ -1,7 +1,7 @@
 # Swin-T counterpart of convnext_t_3x.py: same detector, data, schedule and AMP, with the official Swin recipe
 # (drop path 0.2, AdamW lr 1e-4 without layer decay, no weight decay on norms and position tables).
 # Without the weights: --cfg-options model.backbone.init_cfg=None
-_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_coco_3x.py']
+_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', '../_base_/coco_instance_3x.py']
 
 model = dict(
     backbone=dict(
