@@ -287,8 +287,9 @@ class ConvNeXt(BaseModule):
         if self.compile_args is None:
             return self._forward_stages(x)
         if self._compiled_forward is None:
-            self._compiled_forward = torch.compile(self._forward_stages, **self.compile_args)
-        return self._compiled_forward(x)
+            # The unbound function: a bound one would tie deep copies of this module (EMA) to the original.
+            self._compiled_forward = torch.compile(type(self)._forward_stages, **self.compile_args)
+        return self._compiled_forward(self, x)
 
     def _forward_stages(self, x: torch.Tensor) -> tuple:
         outs = []

@@ -11,6 +11,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -39,7 +40,7 @@ def add_common_args(parser: argparse.ArgumentParser, out_dir: str):
                         "config's crop size for segmentation (which is then also the preprocessor's pad size)")
     parser.add_argument('--iters', type=int, default=20, help='timed iterations (default 20)')
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first (default 5)')
-    parser.add_argument('--device', default=None, help="'cuda' or 'cpu' (default: cuda when available)")
+    parser.add_argument('--device', choices=('cuda', 'cpu'), default=None, help='default: cuda when available')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data and the weights')
     parser.add_argument('--out-dir', default=out_dir, help=f'where the JSON, PNG and logs go (default {out_dir})')
     parser.add_argument('--worker-result', default=None, help=argparse.SUPPRESS)
@@ -54,25 +55,24 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
         parser.error('--batch-size and --iters must be >= 1 and --warmup >= 0')
     if args.shape is not None and min(args.shape) < 32:
         parser.error(f'--shape must be at least 32x32, got {args.shape[0]}x{args.shape[1]}')
-    if args.device is not None and args.device not in ('cuda', 'cpu'):
-        parser.error(f"--device must be 'cuda' or 'cpu', got {args.device!r}")
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda was asked for, but torch sees no CUDA device; use --device cpu')
 
 
 # -------------------------------------------------------------------------------------------- config and model
 def load_config(path: str, cfg_options: dict):
-    """Read a config, apply the overrides and enter its registry scope (mmdet or mmseg)."""
-    from mmengine.config import Config
+    """Read a config as tools/train.py does, apply the overrides and enter its registry scope (mmdet or mmseg)."""
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    scope = cfg.get('default_scope')
-    if scope not in TASKS:
-        raise ValueError(f"{path}: default_scope is {scope!r}; the benchmarks need an mmdet or mmseg config "
-                         "(set default_scope='mmdet' or 'mmseg', as mmdet::/mmseg:: default_runtime does)")
-    init_default_scope(scope)
+
+    # Importing the package registers the backbone and makes `mmseg::` bases resolve with the OneDL distributions.
+    from convnext_dense.runner_setup import load_config as load_project_config
+
+    # The current logger decides what init_weights & co. print; INFO would dump one line per parameter.
+    if not MMLogger.check_instance_created('benchmark'):
+        MMLogger.get_instance('benchmark', log_level='WARNING')
+    cfg = load_project_config(path, cfg_options)
+    init_default_scope(cfg.default_scope)
     # Random weights: benchmarks never download or read checkpoints.
     for key in ('init_cfg', 'pretrained'):
         cfg.model.backbone.pop(key, None)
@@ -327,8 +327,13 @@ def unique_names(configs: Sequence[str]) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------------- reporting
+def result_env(results: List[dict]) -> dict:
+    """The environment the workers measured in (device, versions); empty if none got that far."""
+    return next((r['env'] for r in results if 'env' in r), {})
+
+
 def report_header(results: List[dict]) -> List[str]:
-    env = next((r['env'] for r in results if 'env' in r), {})
+    env = result_env(results)
     lines = [f"device: {env.get('device_name', '?')} | torch {env.get('torch', '?')}"
              + (f" (CUDA {env['cuda']})" if env.get('cuda') else '')
              + f" | mmdet {env.get('mmdet', '?')} | mmseg {env.get('mmseg', '?')} | mmcv {env.get('mmcv', '?')}"]
@@ -365,21 +370,21 @@ def bar_chart(path: Path, names: Sequence[str], panels: Sequence[tuple], title: 
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 1.2 * len(names) + 2.5) * len(panels), 4.8),
-                             squeeze=False)
+    width = max(4.5, 1.2 * len(names) + 2.5) * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 5.2), squeeze=False)
     x = np.arange(len(names))
     for ax, (panel_title, unit, series) in zip(axes[0], panels):
-        width = 0.8 / len(series)
+        bar_width = 0.8 / len(series)
         for k, (label, values) in enumerate(series.items()):
-            heights = [np.nan if v is None else v for v in values]
-            bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label)
-            ax.bar_label(bars, labels=['n/a' if v is None else f'{v:.3g}' for v in values], fontsize=7)
+            # A missing value (failed or OOM run) is an empty bar labelled n/a.
+            bars = ax.bar(x + (k - (len(series) - 1) / 2) * bar_width, [v or 0 for v in values], bar_width, label=label)
+            ax.bar_label(bars, labels=['n/a' if v is None else f'{v:.4g}' for v in values], fontsize=7)
         ax.set_title(panel_title)
         ax.set_ylabel(unit)
         ax.set_xticks(x, names, rotation=20, ha='right', fontsize=8)
         if len(series) > 1:
             ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, width=int(width * 14)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

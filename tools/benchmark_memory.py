@@ -8,7 +8,7 @@ reserved over the timed steps, median step time and throughput, as a table, JSON
 On a machine without a GPU the same run reports the peak RSS of each process and CPU times, labelled as such (AMP
 needs CUDA, so the CPU run trains in fp32); this is what CI smoke-tests.
 
-    python tools/benchmark_memory.py configs/cascade_rcnn/*convnext-t*.py configs/cascade_rcnn/swin_t_3x.py
+    python tools/benchmark_memory.py configs/cascade_rcnn/convnext_t_3x.py configs/cascade_rcnn/swin_t_3x.py
     python tools/benchmark_memory.py CONFIG --cfg-options model.backbone.with_cp=True --out-dir work_dirs/cp
 """
 import argparse
@@ -70,43 +70,36 @@ def measure(args) -> dict:
 
 
 def report(args, results) -> int:
-    gpu = any('train_peak_allocated_gib' in r for r in results)
-    headers = ['config', 'status', 'task', 'precision', 'params (M)', 'input']
-    headers += ['peak alloc (GiB)', 'peak reserved (GiB)'] if gpu else ['peak RSS (MiB)']
-    headers += ['step median (s)', 'step mean (s)', 'throughput (img/s)']
-    rows = []
-    for r in results:
-        ok = r['status'] == 'ok'
-        row = [r['name'], r['status'], r.get('task', '-'), r.get('precision', '-'), common.fmt(r.get('params_m'), '.1f'),
-               'x'.join(map(str, r.get('input_shape', []))) or '-']
-        row += ([common.fmt(r.get('train_peak_allocated_gib')), common.fmt(r.get('train_peak_reserved_gib'))] if gpu
-                else [common.fmt(r.get('peak_rss_mib'), '.0f')])
-        row += [common.fmt(r.get('step_median_s') if ok else None, '.4f'),
-                common.fmt(r.get('step_mean_s') if ok else None, '.4f'),
-                common.fmt(r.get('throughput_img_s') if ok else None, '.2f')]
-        rows.append(row)
+    env = common.result_env(results)
+    gpu = env.get('device') == 'cuda'
+    memory_columns = {'peak_rss_mib': ('peak RSS (MiB)', '.0f')} if not gpu else {
+        'train_peak_allocated_gib': ('peak alloc (GiB)', '.3f'),
+        'train_peak_reserved_gib': ('peak reserved (GiB)', '.3f')}
+    columns = {'params_m': ('params (M)', '.1f'), **memory_columns,
+               'step_median_s': ('step median (s)', '.4f'), 'step_mean_s': ('step mean (s)', '.4f'),
+               'throughput_img_s': ('throughput (img/s)', '.2f')}
+    headers = ['config', 'status', 'task', 'precision', 'input', *(title for title, _ in columns.values())]
+    rows = [[r['name'], r['status'], r.get('task', '-'), r.get('precision', '-'),
+             'x'.join(map(str, r.get('input_shape', []))) or '-',
+             *(common.fmt(r.get(key), spec) for key, (_, spec) in columns.items())] for r in results]
     header = common.report_header(results)
     settings = (f'training: batch {args.batch_size}, {args.warmup} warm-up + {args.iters} timed steps, '
                 f'cfg-options {args.cfg_options or "none"}')
     table = '\n'.join([*header, settings, '', common.format_table(headers, rows)])
     print(table)
 
-    names = [r['name'] for r in results]
-    value = lambda r, key: r.get(key) if r['status'] == 'ok' else None  # noqa: E731
-    memory_panel = (('peak GPU memory', 'GiB', {
-        'allocated': [value(r, 'train_peak_allocated_gib') for r in results],
-        'reserved': [value(r, 'train_peak_reserved_gib') for r in results]}) if gpu else
-        ('peak RSS of the process (CPU run)', 'MiB', {'RSS': [value(r, 'peak_rss_mib') for r in results]}))
-    panels = [memory_panel,
-              ('training step (median)', 's', {'step': [value(r, 'step_median_s') for r in results]}),
-              ('throughput', 'img/s', {'throughput': [value(r, 'throughput_img_s') for r in results]})]
-    env = next((r['env'] for r in results if 'env' in r), {})
+    series = lambda key: [r.get(key) for r in results]  # noqa: E731
+    memory_panel = (('peak GPU memory', 'GiB', {'allocated': series('train_peak_allocated_gib'),
+                                                'reserved': series('train_peak_reserved_gib')}) if gpu else
+                    ('peak RSS of the process (CPU run)', 'MiB', {'RSS': series('peak_rss_mib')}))
+    panels = [memory_panel, ('training step (median)', 's', {'step': series('step_median_s')}),
+              ('throughput', 'img/s', {'throughput': series('throughput_img_s')})]
     payload = dict(tool='benchmark_memory', title=' / '.join(header[:1] + [settings]), **env,
                    memory_metric='gpu_peak_allocated_reserved' if gpu else 'cpu_peak_rss',
                    settings=dict(batch_size=args.batch_size, shape=args.shape, iters=args.iters,
                                  warmup=args.warmup, seed=args.seed, cfg_options=args.cfg_options),
                    results=results)
-    paths = common.write_report(args.out_dir, 'benchmark_memory', payload, table, panels, names)
+    paths = common.write_report(args.out_dir, 'benchmark_memory', payload, table, panels, [r['name'] for r in results])
     print(f"\nwrote {paths['json']}, {paths['table']}, {paths['png']}")
     return 1 if any(r['status'] == 'failed' for r in results) else 0
 

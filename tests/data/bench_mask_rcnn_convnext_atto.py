@@ -2,7 +2,7 @@
 # does not exist and the neck uses SyncBN: the tools must drop the one and revert the other to run at all.
 _base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py']
 default_scope = 'mmdet'
-custom_imports = dict(imports=['convnext_dense.convnext'], allow_failed_imports=False)
+custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
 width = 32
 model = dict(
     backbone=dict(_delete_=True, type='ConvNeXt', arch='atto', drop_path_rate=0.1,
