@@ -10,7 +10,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -44,6 +44,8 @@ KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
 }
 WRAPPER_KEYS = ('state_dict', 'model', 'module', 'state_dict_ema')
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
+PRETRAINED_HOW_TO_ALLOW = ("load it with weights_only=False (for a backbone: init_cfg=dict(type='Pretrained', "
+                           'checkpoint=..., weights_only=False))')
 # Output norms absent from classification checkpoints are expected: they start as identity LayerNorms.
 OPTIONAL_KEY = re.compile(r'^norm[0-3]\.')
 
@@ -73,8 +75,13 @@ class LoadReport:
         return '\n'.join(lines)
 
 
-def safe_load(path: str, weights_only: bool = True, map_location='cpu') -> dict:
-    """``torch.load`` with ``weights_only=True`` by default and errors that say what went wrong and what to do."""
+def safe_load(path: str, weights_only: bool = True, map_location='cpu', safe_globals: Sequence = (),
+              how_to_allow: str = PRETRAINED_HOW_TO_ALLOW) -> dict:
+    """``torch.load`` with ``weights_only=True`` by default and errors that say what went wrong and what to do.
+
+    ``safe_globals``: the non-tensor classes and functions a weights-only load may rebuild (mmengine's own checkpoints
+    need a few); ``how_to_allow``: how the caller's user loads a trusted file that needs more.
+    """
     if re.match(r'^[a-z]+://', str(path)):
         raise CheckpointError(f'{path}: checkpoints are not downloaded (no network at run time); download it yourself '
                               'and pass the local path')
@@ -82,7 +89,8 @@ def safe_load(path: str, weights_only: bool = True, map_location='cpu') -> dict:
         raise FileNotFoundError(f'checkpoint not found: {path}. Put the file there, or train without it '
                                 '(e.g. --cfg-options model.backbone.init_cfg=None)')
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as exc:
         disallowed = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
         if disallowed is None:
@@ -90,8 +98,7 @@ def safe_load(path: str, weights_only: bool = True, map_location='cpu') -> dict:
                                   f'({str(exc).strip().splitlines()[-1][:200]})') from exc
         raise CheckpointError(
             f'{path}: refused to load: the file holds a Python object ({disallowed.group(1)}) beyond tensors, and '
-            'unpickling it can run code. If you trust its source, load it with weights_only=False (for a backbone: '
-            "init_cfg=dict(type='Pretrained', checkpoint=..., weights_only=False))") from exc
+            f'unpickling it can run code. If you trust its source, {how_to_allow}') from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
                               f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})') from exc

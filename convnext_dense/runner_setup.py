@@ -6,6 +6,7 @@ fix, before any model is built, instead of surfacing as a traceback minutes into
 """
 import argparse
 import difflib
+import logging
 import os
 import os.path as osp
 from pathlib import Path
@@ -13,6 +14,11 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.logging import print_log
+
+from .data_checks import check_annotations
+from .safe_loading import UNSAFE_LOAD_ENV
+from .safeguards import apply_safeguards
 
 SCOPES = ('mmdet', 'mmseg')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
@@ -28,16 +34,33 @@ class SetupError(RuntimeError):
     """A problem with the command line, config, data or checkpoints that the user can fix; the message says how."""
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--work-dir', help='folder for logs, checkpoints and metrics '
-                                           '(default: ./work_dirs/<config name>)')
+def add_cfg_options_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config settings, e.g. model.backbone.init_cfg=None '
                              'train_dataloader.batch_size=4 (lists as key="[a,b]")')
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """The options tools/train.py and tools/test.py share with mmdet's and mmseg's own tools."""
+    parser.add_argument('--work-dir', help='folder for logs, checkpoints and metrics '
+                                           '(default: ./work_dirs/<config name>)')
+    add_cfg_options_arg(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher: none for one process, pytorch under torchrun (tools/dist_*.sh)')
+    parser.add_argument('--unsafe-load', nargs=0, action=_AllowUnsafeLoad, default=False,
+                        help='load checkpoints (resume, load_from, the one to test) that hold Python objects beyond '
+                             'tensors; unpickling them can run code, so only for files you trust')
     # torch.distributed.launch passes --local-rank (torch >= 2) or --local_rank; torchrun sets LOCAL_RANK itself.
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+class _AllowUnsafeLoad(argparse.Action):
+    """``--unsafe-load`` sets the environment switch of our checkpoint loader (:mod:`convnext_dense.safe_loading`),
+    which mmengine calls deep inside the Runner."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[UNSAFE_LOAD_ENV] = '1'
+        setattr(namespace, self.dest, True)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = 'none',
@@ -61,35 +84,35 @@ def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = '
 def adapt_to_machine(cfg: Config) -> List[str]:
     """Make a GPU recipe run where it is started; returns what was changed, for the log.
 
-    SyncBN becomes BN in a single process (nothing to sync) and on CPUs (torch's SyncBatchNorm needs a GPU when
-    distributed); without a GPU, AMP is switched off and distributed runs use gloo with CPU DDP.
+    Without a GPU: AMP is switched off, and torchrun launches (``--launcher pytorch``) use CPU DDP over gloo, with BN
+    instead of SyncBN (torch's SyncBatchNorm needs a GPU when distributed). A single process needs nothing here:
+    mmengine's Runner itself reverts SyncBN to BN there, and says so in the log.
     """
+    if torch.cuda.is_available():
+        return []
     notes = []
-    has_gpu = torch.cuda.is_available()
-    distributed = cfg.launcher != 'none'
-    if not distributed or not has_gpu:
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype'):
+            cfg.optim_wrapper.pop(key, None)
+        notes.append('no GPU: AMP (AmpOptimWrapper) switched off, training in fp32')
+    if cfg.launcher in ('slurm', 'mpi'):
+        raise SetupError(f'--launcher {cfg.launcher} needs GPUs (mmengine binds each process to one); without GPUs, '
+                         'launch CPU processes with torchrun: tools/dist_train.sh CONFIG NUM_PROCESSES')
+    if cfg.launcher == 'pytorch':
         converted = [key for key, norm in _walk(cfg.model, 'model') if norm.get('type') in SYNC_BN_TYPES]
         for key in converted:
             _get(cfg, key).type = 'BN'
-        if converted:
-            reason = 'a single process' if not distributed else 'no GPU'
-            notes.append(f'SyncBN -> BN ({reason}) in {len(converted)} places: {", ".join(converted)}')
-    if not has_gpu:
-        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
-            cfg.optim_wrapper.type = 'OptimWrapper'
-            for key in ('loss_scale', 'dtype'):
-                cfg.optim_wrapper.pop(key, None)
-            notes.append('no GPU: AMP (AmpOptimWrapper) switched off, training in fp32')
-        if distributed:
-            cfg.env_cfg.setdefault('dist_cfg', ConfigDict()).backend = 'gloo'
-            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-                                         find_unused_parameters=cfg.get('find_unused_parameters', False))
-            notes.append('no GPU: distributed over gloo, DDP on CPU')
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+                                     find_unused_parameters=cfg.get('find_unused_parameters', False))
+        notes.append('no GPU: distributed over gloo with DDP on CPU'
+                     + (f'; SyncBN -> BN in {len(converted)} places: {", ".join(converted)}' if converted else ''))
     return notes
 
 
 def check_data(cfg: Config, loaders: Sequence[str]) -> None:
-    """Every data root, annotation file and image folder the given dataloaders (and their evaluators) read exists."""
+    """Every data root, annotation file and image folder the given dataloaders (and their evaluators) read exists,
+    and the annotations are usable (:mod:`convnext_dense.data_checks`; read once per machine)."""
     for loader in loaders:
         if cfg.get(loader) is None:
             continue
@@ -102,6 +125,12 @@ def check_data(cfg: Config, loaders: Sequence[str]) -> None:
             if isinstance(evaluator, dict) and _is_local(evaluator.get('ann_file')):
                 name = f'{evaluator_key}[{i}].ann_file' if isinstance(evaluators, list) else f'{evaluator_key}.ann_file'
                 _require_data(cfg.default_scope, name, evaluator.ann_file, override=name)
+    if os.environ.get('LOCAL_RANK', '0') == '0':
+        errors, warnings = check_annotations(cfg, loaders)
+        for warning in warnings:
+            print_log(warning, logger='current', level=logging.WARNING)
+        if errors:
+            raise SetupError('\n'.join(errors))
 
 
 def check_pretrained(cfg: Config) -> None:
@@ -123,9 +152,14 @@ def require_checkpoint(path: str) -> None:
 
 
 def build_runner(cfg: Config, notes: Sequence[str]):
-    """Build mmengine's Runner (or ``runner_type`` from the RUNNERS registry) and log what was adapted."""
+    """Build mmengine's Runner (or ``runner_type`` from the RUNNERS registry) with our safeguards
+    (:mod:`convnext_dense.safeguards`), and log what was adapted."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    if cfg.launcher == 'pytorch' and not torch.cuda.is_available() and not torch.distributed.is_initialized():
+        # mmengine's own init binds each process to a CUDA device; the Runner takes over an existing process group.
+        torch.distributed.init_process_group(backend='gloo')
+    notes = [*notes, *apply_safeguards(cfg)]
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     for note in notes:
         runner.logger.info(note)
@@ -133,8 +167,10 @@ def build_runner(cfg: Config, notes: Sequence[str]):
 
 
 def _similar_configs(path: str) -> str:
-    candidates = sorted({str(p.relative_to(root)) for root in (Path.cwd(), REPO_ROOT)
-                         for p in (root / 'configs').rglob('*.py') if '_base_' not in p.parts})
+    cwd = Path.cwd()
+    candidates = sorted({str(p.relative_to(cwd)) if p.is_relative_to(cwd) else str(p)
+                         for root in (cwd, REPO_ROOT) for p in (root / 'configs').rglob('*.py')
+                         if '_base_' not in p.parts})
     by_name = {osp.basename(c): c for c in candidates}
     close = difflib.get_close_matches(osp.basename(path), list(by_name), n=3, cutoff=0.6)
     if close:

@@ -7,12 +7,13 @@ The last line printed is ``metrics: {...}`` (JSON), for scripts.
 """
 import argparse
 import json
+import numbers
 import sys
 
 from mmengine.dist import is_main_process
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.runner_setup import (SetupError, add_common_args, adapt_to_machine, build_runner, check_data,
+from convnext_dense.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          load_config, require_checkpoint)
 
 # Metrics that pickle the raw predictions; mmdet's stores masks as RLE.
@@ -24,7 +25,7 @@ def parse_args():
     parser.add_argument('config', help='test config file')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py)')
     parser.add_argument('--out', help='also dump the predictions to this pickle file (.pkl), for offline analysis')
-    add_common_args(parser)
+    add_runner_args(parser)
     return parser.parse_args()
 
 
@@ -50,7 +51,7 @@ def main():
         sys.exit(f'error: {exc}')
     metrics = build_runner(cfg, notes).test()
     if is_main_process():
-        print('metrics: ' + json.dumps({k: float(v) if isinstance(v, (int, float)) else str(v)
+        print('metrics: ' + json.dumps({k: float(v) if isinstance(v, numbers.Real) else str(v)
                                         for k, v in metrics.items()}))
 
 

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
-from convnext_dense.runner_setup import (SetupError, add_common_args, adapt_to_machine, build_runner, check_data,
+from convnext_dense.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          check_pretrained, load_config)
 
 
@@ -22,7 +22,7 @@ def parse_args():
                              'auto_scale_lr.base_batch_size')
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='resume from CHECKPOINT, or without one from the latest checkpoint in the work dir')
-    add_common_args(parser)
+    add_runner_args(parser)
     return parser.parse_args()
 
 
