@@ -167,7 +167,7 @@ class ConvNeXt(BaseModule):
             in eval mode; 0 or -1 freezes nothing.
         with_cp: activation checkpointing per block, trading compute for memory.
         channels_last: run in the ``channels_last`` memory format (faster convs and free permutes on GPUs); the
-            outputs stay in that format, which mmdet/mmseg necks accept as they are.
+            outputs are returned as contiguous NCHW all the same, which mmcv's RoIAlign requires.
         compile: ``torch.compile`` the forward pass (``True``, or a dict of ``torch.compile`` arguments such as
             ``dict(mode='max-autotune')``); compiled on the first call.
         pretrained: checkpoint path; shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
@@ -301,7 +301,8 @@ class ConvNeXt(BaseModule):
                 else:
                     x = block(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                # Contiguous NCHW: mmcv's RoIAlign reads raw NCHW memory and silently scrambles other layouts.
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
         return tuple(outs)
 
 

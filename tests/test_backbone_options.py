@@ -60,7 +60,8 @@ def test_channels_last_matches_plain(version):
     x = torch.randn(2, 3, 64, 96)
     expected, result = run(plain, x), run(channels_last, x)
     assert stem_formats == {'plain': False, 'channels_last': True}, 'the convolutions should run channels_last'
-    assert all(out.is_contiguous(memory_format=torch.channels_last) for out in result[0])
+    # outputs are plain NCHW whatever the option: mmcv's RoIAlign reads raw NCHW memory
+    assert all(out.is_contiguous() for out in result[0] + expected[0])
     assert_same(expected, result)
 
 
