@@ -5,12 +5,12 @@ mmdet and mmseg configs alike, and our ``LearningRateDecayOptimizerConstructor``
 registers our hooks (``CheckFiniteLossHook``, ``ReproducibleResumeHook``) and makes mmengine read local checkpoints
 with ``weights_only=True`` (:mod:`.safe_loading`).
 """
-from .checkpoint import CheckpointError, load_pretrained
+from .models.checkpoint import CheckpointError, load_pretrained
 from .config_compat import resolve_onedl_packages
-from .convnext import ConvNeXt
-from .finite_loss_hook import CheckFiniteLossHook
-from .optimizer import LearningRateDecayOptimizerConstructor
-from .resume_hook import ReproducibleResumeHook
+from .models.backbones.convnext import ConvNeXt
+from .engine.hooks.finite_loss_hook import CheckFiniteLossHook
+from .engine.optimizers.layer_decay_optimizer_constructor import LearningRateDecayOptimizerConstructor
+from .engine.hooks.reproducible_resume_hook import ReproducibleResumeHook
 from .safe_loading import install_safe_loader
 
 __version__ = '0.1.0'

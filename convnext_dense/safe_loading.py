@@ -3,7 +3,7 @@
 
 OneDL mmengine's local loader falls back to ``weights_only=False`` (unpickling that can run arbitrary code) with only a
 warning when a file holds more than tensors. :func:`install_safe_loader` puts our
-:func:`convnext_dense.checkpoint.safe_load` in its place for local paths, allowing just the non-tensor objects mmengine
+:func:`convnext_dense.models.checkpoint.safe_load` in its place for local paths, allowing just the non-tensor objects mmengine
 itself saves (message-hub buffers, numpy arrays), so our training checkpoints resume and anything else is refused with
 a message saying how to allow it. The same call gives truncated or corrupted files a clear error. To load a trusted
 file that needs more: ``--unsafe-load`` (tools/train.py, tools/test.py) or ``CONVNEXT_DENSE_UNSAFE_LOAD=1`` in the
@@ -14,7 +14,7 @@ import os.path as osp
 
 from mmengine.runner.checkpoint import CheckpointLoader, get_torch_safe_globals
 
-from .checkpoint import safe_load
+from .models.checkpoint import safe_load
 
 UNSAFE_LOAD_ENV = 'CONVNEXT_DENSE_UNSAFE_LOAD'
 HOW_TO_ALLOW = (f'load it with `--unsafe-load` (tools/train.py, tools/test.py) or with {UNSAFE_LOAD_ENV}=1 in the '

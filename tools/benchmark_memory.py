@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import torch
 
-import _bench_common as common
+import convnext_dense.tooling.benchmark as common
 
 
 def parse_args(argv):

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import torch
 
-import _bench_common as common
+import convnext_dense.tooling.benchmark as common
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 

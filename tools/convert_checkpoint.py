@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from convnext_dense.checkpoint import CheckpointError, LoadReport, safe_load, to_backbone_state_dict
+from convnext_dense.models.checkpoint import CheckpointError, LoadReport, safe_load, to_backbone_state_dict
 
 
 def parse_args():

@@ -21,7 +21,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.runner_setup import SetupError, add_cfg_options_arg, load_config
+from convnext_dense.tooling.runner_setup import SetupError, add_cfg_options_arg, load_config
 
 # Published FLOPs are at 1280x800 for COCO detection and 2048x512 for ADE20K segmentation.
 DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048))

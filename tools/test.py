@@ -13,7 +13,7 @@ import sys
 from mmengine.dist import is_main_process
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
+from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          load_config, require_checkpoint)
 
 # Metrics that pickle the raw predictions; mmdet's stores masks as RLE.

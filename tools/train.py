@@ -8,7 +8,7 @@ import argparse
 import sys
 
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
-from convnext_dense.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
+from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          check_pretrained, load_config)
 
 

@@ -1,0 +1,225 @@
+"""Reading ConvNeXt checkpoints in the official, mmpretrain and timm layouts, safely and loudly.
+
+Our backbone uses the official layout, so each foreign format is one table of renames onto it. Loading reports what
+loaded, what was dropped on purpose (classification heads), what is missing and what was unexpected, and raises when
+the backbone's weights are not in the file at all, when shapes do not match, or when the file cannot be read.
+"""
+import logging
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.logging import print_log
+
+# (pattern, replacement) applied in order; replacement None drops the key (a classification head, deliberately).
+KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
+    'official': [
+        (r'^head\.', None),
+        (r'^norm\.', 'norm3.'),  # the classifier's final LayerNorm initialises the last output norm, as in mmpretrain
+    ],
+    'mmpretrain': [
+        (r'^head\.', None),
+        (r'\.depthwise_conv\.', '.dwconv.'),
+        (r'\.pointwise_conv1\.', '.pwconv1.'),
+        (r'\.pointwise_conv2\.', '.pwconv2.'),
+    ],
+    'timm': [
+        (r'^head\.fc\.', None),
+        (r'^norm_pre\.', None),
+        (r'^head\.norm\.', 'norm3.'),
+        # `stem_0`, `stages_0`: the flattened names of timm's features_only models
+        (r'^stem[._]', 'downsample_layers.0.'),
+        (r'^stages[._](\d+)\.downsample\.', r'downsample_layers.\1.'),
+        (r'^stages[._](\d+)\.blocks\.', r'stages.\1.'),
+        (r'\.conv_dw\.', '.dwconv.'),
+        (r'\.mlp\.fc1\.', '.pwconv1.'),
+        (r'\.mlp\.fc2\.', '.pwconv2.'),
+        (r'\.mlp\.grn\.weight$', '.grn.gamma'),
+        (r'\.mlp\.grn\.bias$', '.grn.beta'),
+    ],
+}
+WRAPPER_KEYS = ('state_dict', 'model', 'module', 'state_dict_ema')
+STRIPPED_PREFIXES = ('module.', '_orig_mod.')
+PRETRAINED_HOW_TO_ALLOW = ("load it with weights_only=False (for a backbone: init_cfg=dict(type='Pretrained', "
+                           'checkpoint=..., weights_only=False))')
+# Output norms absent from classification checkpoints are expected: they start as identity LayerNorms.
+OPTIONAL_KEY = re.compile(r'^norm[0-3]\.')
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read, or that does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    source: str
+    format: str
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    dropped_head: List[str] = field(default_factory=list)
+    ignored_non_backbone: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f'ConvNeXt: loaded {len(self.loaded)} tensors from {self.source} ({self.format} format)']
+        for label, keys in (('MISSING from the checkpoint (left at their initial values)', self.missing),
+                            ('UNEXPECTED in the checkpoint (not loaded)', self.unexpected),
+                            ('classification head, dropped', self.dropped_head),
+                            ('outside the backbone, ignored', self.ignored_non_backbone)):
+            if keys:
+                lines.append(f'  {label}: {len(keys)}: {_abbreviate(keys)}')
+        return '\n'.join(lines)
+
+
+def safe_load(path: str, weights_only: bool = True, map_location='cpu', safe_globals: Sequence = (),
+              how_to_allow: str = PRETRAINED_HOW_TO_ALLOW) -> dict:
+    """``torch.load`` with ``weights_only=True`` by default and errors that say what went wrong and what to do.
+
+    ``safe_globals``: the non-tensor classes and functions a weights-only load may rebuild (mmengine's own checkpoints
+    need a few); ``how_to_allow``: how the caller's user loads a trusted file that needs more.
+    """
+    if re.match(r'^[a-z]+://', str(path)):
+        raise CheckpointError(f'{path}: checkpoints are not downloaded (no network at run time); download it yourself '
+                              'and pass the local path')
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'checkpoint not found: {path}. Put the file there, or train without it '
+                                '(e.g. --cfg-options model.backbone.init_cfg=None)')
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        disallowed = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
+        if disallowed is None:
+            raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
+                                  f'({str(exc).strip().splitlines()[-1][:200]})') from exc
+        raise CheckpointError(
+            f'{path}: refused to load: the file holds a Python object ({disallowed.group(1)}) beyond tensors, and '
+            f'unpickling it can run code. If you trust its source, {how_to_allow}') from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
+                              f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})') from exc
+
+
+def detect_format(state_dict: Dict[str, torch.Tensor]) -> str:
+    keys = list(state_dict)
+    if any(k.startswith(('stem.', 'stem_')) or '.blocks.' in k for k in keys):
+        return 'timm'
+    if any('.depthwise_conv.' in k for k in keys):
+        return 'mmpretrain'
+    if any('.dwconv.' in k for k in keys) and any(k.startswith('downsample_layers.') for k in keys):
+        return 'official'
+    raise CheckpointError('not a ConvNeXt checkpoint in a known format (official, mmpretrain or timm); '
+                          f'its first keys are {keys[:5]}')
+
+
+def to_backbone_state_dict(checkpoint: dict, report: LoadReport) -> Dict[str, torch.Tensor]:
+    """Unwrap (``state_dict``/``model``/...), strip ``module.``/``backbone.`` prefixes, detect the format, rename."""
+    state_dict = checkpoint
+    while isinstance(state_dict, dict) and not _is_tensor_dict(state_dict):
+        wrapper = next((k for k in WRAPPER_KEYS if isinstance(state_dict.get(k), dict)), None)
+        if wrapper is None:
+            raise CheckpointError(f'no state_dict found in the checkpoint; its top-level keys are {list(state_dict)[:8]}')
+        state_dict = state_dict[wrapper]
+    state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    for prefix in STRIPPED_PREFIXES:
+        state_dict = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
+    if any(k.startswith('backbone.') for k in state_dict):
+        report.ignored_non_backbone = sorted(k for k in state_dict if not k.startswith('backbone.'))
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    report.format = detect_format(state_dict)
+    converted = {}
+    for key, value in state_dict.items():
+        new_key = _rename(key, KEY_MAPS[report.format])
+        if new_key is None:
+            report.dropped_head.append(key)
+        else:
+            converted[new_key] = value
+    return converted
+
+
+def load_pretrained(model: torch.nn.Module, path: str, weights_only: bool = True, map_location='cpu',
+                    logger='current') -> LoadReport:
+    """Load a checkpoint of any supported format into ``model`` (our ConvNeXt) and log what happened."""
+    report = LoadReport(source=str(path), format='unknown')
+    checkpoint = safe_load(path, weights_only, map_location)
+    try:
+        state_dict = to_backbone_state_dict(checkpoint, report)
+    except CheckpointError as exc:
+        raise CheckpointError(f'{path}: {exc}') from None
+    load_state_dict(model, state_dict, report)
+    level = logging.WARNING if report.missing or report.unexpected else logging.INFO
+    print_log(report.summary(), logger=logger, level=level)
+    return report
+
+
+def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], report: LoadReport) -> None:
+    """Copy matching tensors into ``model``; raise on shape mismatches or when nothing of the backbone is there."""
+    own = model.state_dict()
+    mismatched = []
+    to_load = {}
+    for key, value in state_dict.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif value.shape == own[key].shape:
+            to_load[key] = value
+        elif _squeezed(value.shape) == _squeezed(own[key].shape):
+            to_load[key] = value.reshape(own[key].shape)  # (1,1,1,C) GRN params, 1x1-conv MLP weights
+        else:
+            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}')
+    if mismatched:
+        raise CheckpointError(f'{report.source}: {len(mismatched)} tensors do not fit the model, e.g. '
+                              f'{"; ".join(mismatched[:3])}. The checkpoint is for another architecture'
+                              f'{_arch_hint(state_dict)}; set the backbone arch/version/in_channels to match it')
+    if not any(not OPTIONAL_KEY.match(k) for k in to_load):
+        raise CheckpointError(f'{report.source}: none of the backbone weights were found in the checkpoint '
+                              f'({report.format} format, keys like {list(state_dict)[:3]}); refusing to go on with '
+                              'a randomly initialised backbone')
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = sorted(to_load)
+    report.missing = sorted(k for k in own if k not in to_load and not OPTIONAL_KEY.match(k))
+    missing_norms = sorted(k for k in own if k not in to_load and OPTIONAL_KEY.match(k))
+    if missing_norms:
+        print_log(f'ConvNeXt: output norms not in {report.source}, starting as identity: {_abbreviate(missing_norms)}',
+                  logger='current')
+
+
+def _rename(key: str, rules: List[Tuple[str, Optional[str]]]) -> Optional[str]:
+    for pattern, replacement in rules:
+        if re.search(pattern, key):
+            if replacement is None:
+                return None
+            key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _is_tensor_dict(d: dict) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def _squeezed(shape: torch.Size) -> tuple:
+    return tuple(s for s in shape if s != 1)
+
+
+def _arch_hint(state_dict: Dict[str, torch.Tensor]) -> str:
+    from .backbones.convnext import ARCHS
+    dims = tuple(state_dict[f'stages.{i}.0.dwconv.weight'].shape[0] for i in range(4)
+                 if f'stages.{i}.0.dwconv.weight' in state_dict)
+    depths = tuple(len({k.split('.')[2] for k in state_dict if k.startswith(f'stages.{i}.')}) for i in range(4))
+    names = [name for name, arch in ARCHS.items() if arch['dims'] == dims and arch['depths'] == depths]
+    version = 2 if any('.grn.' in k for k in state_dict) else 1
+    arch = names[0] if names else f'dict(depths={list(depths)}, dims={list(dims)})'
+    return f' (it looks like arch={arch!r}, version={version})'
+
+
+def _abbreviate(keys: List[str], limit: int = 8) -> str:
+    """Group keys by their first two dotted parts so long lists stay readable."""
+    groups: Dict[str, int] = {}
+    for key in keys:
+        groups['.'.join(key.split('.')[:2])] = groups.get('.'.join(key.split('.')[:2]), 0) + 1
+    shown = [f'{g}.* ({n})' if n > 1 else g for g, n in list(groups.items())[:limit]]
+    more = f', ... {len(groups) - limit} more groups' if len(groups) > limit else ''
+    return ', '.join(shown) + more
