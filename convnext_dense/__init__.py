@@ -1,21 +1,33 @@
 """ConvNeXt for dense prediction in OpenMMLab.
 
-Importing the package (``custom_imports=dict(imports=['convnext_dense'])``) registers the ``ConvNeXt`` backbone for
-mmdet and mmseg configs alike, and our ``LearningRateDecayOptimizerConstructor`` in place of their ConvNeXt-only copies,
-registers our hooks (``CheckFiniteLossHook``, ``ReproducibleResumeHook``) and makes mmengine read local checkpoints
-with ``weights_only=True`` (:mod:`.safe_loading`).
+``custom_imports=dict(imports=['convnext_dense'])`` in an mmdet or mmseg config registers, in mmengine's root
+registries (which mmdet's and mmseg's fall back to):
+
+- models: the ``ConvNeXt`` backbone (:mod:`.models.backbones.convnext`);
+- optimizer constructors: ``LearningRateDecayOptimizerConstructor`` (:mod:`.engine.optimizers`), which also stands in
+  for mmdet's and mmseg's constructors of that name, giving their own param groups for the backbones they handle;
+- hooks: ``CheckFiniteLossHook``, ``ReproducibleResumeHook`` (:mod:`.engine.hooks`);
+- transforms: ``GuardedLoad`` (:mod:`.datasets.transforms`), which tools/train.py writes into the configs it saves;
+
+and makes the process-wide changes of :mod:`.patches` (weights-only checkpoint reads, ``mmseg::`` config scopes).
+It needs mmengine and mmcv (official or OneDL releases); mmdet and mmseg are each optional.
 """
-from .models.checkpoint import CheckpointError, load_pretrained
-from .config_compat import resolve_onedl_packages
-from .models.backbones.convnext import ConvNeXt
-from .engine.hooks.finite_loss_hook import CheckFiniteLossHook
-from .engine.optimizers.layer_decay_optimizer_constructor import LearningRateDecayOptimizerConstructor
-from .engine.hooks.reproducible_resume_hook import ReproducibleResumeHook
-from .safe_loading import install_safe_loader
+try:
+    import mmcv  # noqa: F401
+    import mmengine  # noqa: F401
+except ImportError as error:
+    raise ImportError(f'convnext_dense runs inside an OpenMMLab environment and needs mmengine and mmcv ({error}). Install '
+                      'them first (official: mmengine, mmcv with its ops; or the OneDL releases), with mmdet and/or '
+                      'mmsegmentation; see the README, "Use it in your existing mmdet / mmseg environment"') from error
+
+from .patches import apply as _apply_patches
+from .datasets.transforms import BadSampleError, GuardedLoad
+from .engine.hooks import CheckFiniteLossHook, ReproducibleResumeHook
+from .engine.optimizers import LearningRateDecayOptimizerConstructor
+from .models import CheckpointError, ConvNeXt, LoadReport, load_pretrained
 
 __version__ = '0.1.0'
+__all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad',
+           'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ReproducibleResumeHook', 'load_pretrained']
 
-resolve_onedl_packages()  # `mmseg::` base configs, before any config is read
-install_safe_loader()  # mmengine's checkpoint reads (resume, load_from, tests) with weights_only=True
-__all__ = ['ConvNeXt', 'CheckpointError', 'CheckFiniteLossHook', 'LearningRateDecayOptimizerConstructor',
-           'ReproducibleResumeHook', 'load_pretrained']
+_apply_patches()

@@ -3,8 +3,14 @@
 Our backbone uses the official layout, so each foreign format is one table of renames onto it. Loading reports what
 loaded, what was dropped on purpose (classification heads), what is missing and what was unexpected, and raises when
 the backbone's weights are not in the file at all, when shapes do not match, or when the file cannot be read.
+
+The classifier's final LayerNorm (official ``norm.*``, timm ``head.norm.*``) normalises pooled features; the official
+detection and segmentation code does not use it, and leaves the last output norm (``norm3``) at its fresh
+initialisation. So do we, and the report says so. mmpretrain checkpoints name that norm ``norm3`` and mmdet/mmseg load
+it there, so from them it is loaded.
 """
 import logging
+import math
 import pickle
 import re
 import zipfile
@@ -15,11 +21,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.logging import print_log
 
+from ..utils import first_n
+
 # (pattern, replacement) applied in order; replacement None drops the key (a classification head, deliberately).
 KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
     'official': [
         (r'^head\.', None),
-        (r'^norm\.', 'norm3.'),  # the classifier's final LayerNorm initialises the last output norm, as in mmpretrain
+        # FCMAE pre-training's sparse encoder (MinkowskiEngine) wraps LayerNorm / Linear as `.ln` / `.linear` and names
+        # conv weights `kernel` (their values are made dense by _dense_kernel)
+        (r'\.(ln|linear)\.', '.'),
+        (r'\.kernel$', '.weight'),
     ],
     'mmpretrain': [
         (r'^head\.', None),
@@ -30,7 +41,6 @@ KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
     'timm': [
         (r'^head\.fc\.', None),
         (r'^norm_pre\.', None),
-        (r'^head\.norm\.', 'norm3.'),
         # `stem_0`, `stages_0`: the flattened names of timm's features_only models
         (r'^stem[._]', 'downsample_layers.0.'),
         (r'^stages[._](\d+)\.downsample\.', r'downsample_layers.\1.'),
@@ -42,8 +52,13 @@ KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
         (r'\.mlp\.grn\.bias$', '.grn.beta'),
     ],
 }
+# The classifier's final norm, which the official dense-prediction code leaves unused (see the module docstring).
+CLASSIFIER_NORM = {'official': re.compile(r'^norm\.'), 'timm': re.compile(r'^head\.norm\.')}
 WRAPPER_KEYS = ('state_dict', 'model', 'module', 'state_dict_ema')
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
+# The backbone inside a detector or segmentor, or the encoder of an FCMAE pre-training checkpoint (official
+# ConvNeXt-V2 main_pretrain.py): everything else (necks, heads; decoder, mask_token, proj, pred) is ignored and reported.
+BACKBONE_PREFIXES = ('backbone.', 'encoder.')
 PRETRAINED_HOW_TO_ALLOW = ("load it with weights_only=False (for a backbone: init_cfg=dict(type='Pretrained', "
                            'checkpoint=..., weights_only=False))')
 # Output norms absent from classification checkpoints are expected: they start as identity LayerNorms.
@@ -62,13 +77,18 @@ class LoadReport:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     dropped_head: List[str] = field(default_factory=list)
+    unused_classifier_norm: List[str] = field(default_factory=list)
     ignored_non_backbone: List[str] = field(default_factory=list)
+    fresh_norms: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f'ConvNeXt: loaded {len(self.loaded)} tensors from {self.source} ({self.format} format)']
         for label, keys in (('MISSING from the checkpoint (left at their initial values)', self.missing),
                             ('UNEXPECTED in the checkpoint (not loaded)', self.unexpected),
                             ('classification head, dropped', self.dropped_head),
+                            ("the classifier's final norm, not used (as in the official detection and segmentation "
+                             'code)', self.unused_classifier_norm),
+                            ('output norms not in the checkpoint, at their fresh initialisation', self.fresh_norms),
                             ('outside the backbone, ignored', self.ignored_non_backbone)):
             if keys:
                 lines.append(f'  {label}: {len(keys)}: {_abbreviate(keys)}')
@@ -92,12 +112,13 @@ def safe_load(path: str, weights_only: bool = True, map_location='cpu', safe_glo
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as exc:
-        disallowed = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
+        disallowed = re.search(r'Unsupported global: GLOBAL (\S+)|but got <class \'([^\']+)\'>', str(exc))
         if disallowed is None:
             raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
                                   f'({str(exc).strip().splitlines()[-1][:200]})') from exc
         raise CheckpointError(
-            f'{path}: refused to load: the file holds a Python object ({disallowed.group(1)}) beyond tensors, and '
+            f'{path}: refused to load: the file holds a Python object ({disallowed.group(1) or disallowed.group(2)}) '
+            'beyond tensors, and '
             f'unpickling it can run code. If you trust its source, {how_to_allow}') from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a PyTorch checkpoint '
@@ -127,12 +148,19 @@ def to_backbone_state_dict(checkpoint: dict, report: LoadReport) -> Dict[str, to
     state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     for prefix in STRIPPED_PREFIXES:
         state_dict = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
-    if any(k.startswith('backbone.') for k in state_dict):
-        report.ignored_non_backbone = sorted(k for k in state_dict if not k.startswith('backbone.'))
-        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)), None)
+    if prefix is not None:
+        report.ignored_non_backbone = sorted(k for k in state_dict if not k.startswith(prefix))
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     report.format = detect_format(state_dict)
     converted = {}
+    classifier_norm = CLASSIFIER_NORM.get(report.format)
     for key, value in state_dict.items():
+        if classifier_norm is not None and classifier_norm.match(key):
+            report.unused_classifier_norm.append(key)
+            continue
+        if key.endswith('.kernel'):
+            value = _dense_kernel(value)
         new_key = _rename(key, KEY_MAPS[report.format])
         if new_key is None:
             report.dropped_head.append(key)
@@ -173,7 +201,8 @@ def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
     if mismatched:
         raise CheckpointError(f'{report.source}: {len(mismatched)} tensors do not fit the model, e.g. '
                               f'{"; ".join(mismatched[:3])}. The checkpoint is for another architecture'
-                              f'{_arch_hint(state_dict)}; set the backbone arch/version/in_channels to match it')
+                              f'{_arch_hint(state_dict, getattr(model, "arch_settings", {}))}; set the backbone '
+                              'arch/version/in_channels to match it')
     if not any(not OPTIONAL_KEY.match(k) for k in to_load):
         raise CheckpointError(f'{report.source}: none of the backbone weights were found in the checkpoint '
                               f'({report.format} format, keys like {list(state_dict)[:3]}); refusing to go on with '
@@ -181,10 +210,7 @@ def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     report.missing = sorted(k for k in own if k not in to_load and not OPTIONAL_KEY.match(k))
-    missing_norms = sorted(k for k in own if k not in to_load and OPTIONAL_KEY.match(k))
-    if missing_norms:
-        print_log(f'ConvNeXt: output norms not in {report.source}, starting as identity: {_abbreviate(missing_norms)}',
-                  logger='current')
+    report.fresh_norms = sorted(k for k in own if k not in to_load and OPTIONAL_KEY.match(k))
 
 
 def _rename(key: str, rules: List[Tuple[str, Optional[str]]]) -> Optional[str]:
@@ -196,6 +222,15 @@ def _rename(key: str, rules: List[Tuple[str, Optional[str]]]) -> Optional[str]:
     return key
 
 
+def _dense_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """A MinkowskiEngine conv kernel, (k*k, C) depthwise or (k*k, in, out), as a Conv2d weight, as the official
+    ConvNeXt-V2 fine-tuning does it (utils.remap_checkpoint_keys)."""
+    size = math.isqrt(kernel.shape[0])
+    if kernel.ndim == 2:
+        return kernel.t().reshape(kernel.shape[1], 1, size, size).transpose(2, 3)
+    return kernel.permute(2, 1, 0).reshape(kernel.shape[2], kernel.shape[1], size, size).transpose(2, 3)
+
+
 def _is_tensor_dict(d: dict) -> bool:
     return any(isinstance(v, torch.Tensor) for v in d.values())
 
@@ -204,12 +239,12 @@ def _squeezed(shape: torch.Size) -> tuple:
     return tuple(s for s in shape if s != 1)
 
 
-def _arch_hint(state_dict: Dict[str, torch.Tensor]) -> str:
-    from .backbones.convnext import ARCHS
+def _arch_hint(state_dict: Dict[str, torch.Tensor], archs: Dict[str, dict]) -> str:
+    """The arch the checkpoint looks like, among ``archs`` (the model's ``arch_settings``) or as depths/dims."""
     dims = tuple(state_dict[f'stages.{i}.0.dwconv.weight'].shape[0] for i in range(4)
                  if f'stages.{i}.0.dwconv.weight' in state_dict)
     depths = tuple(len({k.split('.')[2] for k in state_dict if k.startswith(f'stages.{i}.')}) for i in range(4))
-    names = [name for name, arch in ARCHS.items() if arch['dims'] == dims and arch['depths'] == depths]
+    names = [name for name, arch in archs.items() if arch['dims'] == dims and arch['depths'] == depths]
     version = 2 if any('.grn.' in k for k in state_dict) else 1
     arch = names[0] if names else f'dict(depths={list(depths)}, dims={list(dims)})'
     return f' (it looks like arch={arch!r}, version={version})'
@@ -219,7 +254,6 @@ def _abbreviate(keys: List[str], limit: int = 8) -> str:
     """Group keys by their first two dotted parts so long lists stay readable."""
     groups: Dict[str, int] = {}
     for key in keys:
-        groups['.'.join(key.split('.')[:2])] = groups.get('.'.join(key.split('.')[:2]), 0) + 1
-    shown = [f'{g}.* ({n})' if n > 1 else g for g, n in list(groups.items())[:limit]]
-    more = f', ... {len(groups) - limit} more groups' if len(groups) > limit else ''
-    return ', '.join(shown) + more
+        group = '.'.join(key.split('.')[:2])
+        groups[group] = groups.get(group, 0) + 1
+    return first_n((f'{g}.* ({n})' if n > 1 else g for g, n in groups.items()), limit)

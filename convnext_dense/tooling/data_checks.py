@@ -11,9 +11,11 @@ import inspect
 import json
 import os
 import os.path as osp
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-MAX_NAMED = 5
+from ..utils import first_n
+from .config_tree import leaf_datasets
+
 
 
 def check_annotations(cfg, loaders: Sequence[str]) -> Tuple[List[str], List[str]]:
@@ -22,7 +24,7 @@ def check_annotations(cfg, loaders: Sequence[str]) -> Tuple[List[str], List[str]
     for loader in loaders:
         if not cfg.get(loader):
             continue
-        for key, dataset in _leaf_datasets(cfg[loader].dataset, f'{loader}.dataset'):
+        for key, dataset in leaf_datasets(cfg[loader].dataset, f'{loader}.dataset'):
             if cfg.default_scope == 'mmdet':
                 found = _check_coco(dataset, key, loader == 'train_dataloader', dataset_classes('mmdet', dataset))
             else:
@@ -54,15 +56,15 @@ def _check_coco(dataset: dict, key: str, training: bool, classes) -> Tuple[List[
     missing = [im['file_name'] for im in images if not osp.isfile(osp.join(image_dir, im['file_name']))]
     if missing:
         errors.append(f'{len(missing)} of the {len(images)} images listed in {ann_file} are not in {image_dir}: '
-                      f'{_first(missing)}. Restore them, or remove them (with their annotations) from the file')
+                      f'{first_n(missing)}. Restore them, or remove them (with their annotations) from the file')
 
     names = {c['id']: c['name'] for c in coco.get('categories', [])}
     if classes is not None:
         unknown = [c for c in classes if c not in names.values()]
         if unknown:
             (errors if len(unknown) == len(classes) else warnings).append(
-                f'{key}: classes {_first(unknown)} of the config are not categories of {ann_file} (which has '
-                f'{_first(sorted(names.values()))}); they get no annotations. Fix metainfo.classes')
+                f'{key}: classes {first_n(unknown)} of the config are not categories of {ann_file} (which has '
+                f'{first_n(sorted(names.values()))}); they get no annotations. Fix metainfo.classes')
     wanted = {i for i, name in names.items() if classes is None or name in classes}
     degenerate = [a for a in annotations if a.get('category_id') in wanted
                   and (a.get('area', 0) <= 0 or a['bbox'][2] < 1 or a['bbox'][3] < 1)]
@@ -70,7 +72,7 @@ def _check_coco(dataset: dict, key: str, training: bool, classes) -> Tuple[List[
         effect = 'mmdet leaves them out of training' if training else \
             'COCO evaluation still counts them as objects to find, which lowers AP and recall'
         warnings.append(f'{ann_file}: {len(degenerate)} annotations have zero area or a box under one pixel wide or '
-                        f'high (ids {_first([a.get("id") for a in degenerate])}); {effect}. Remove them from the file')
+                        f'high (ids {first_n([a.get("id") for a in degenerate])}); {effect}. Remove them from the file')
     if not training:
         return errors, warnings
 
@@ -87,7 +89,7 @@ def _check_coco(dataset: dict, key: str, training: bool, classes) -> Tuple[List[
     small = [im['file_name'] for im in images if min(im.get('width', min_size), im.get('height', min_size)) < min_size]
     if small:
         warnings.append(f'{ann_file}: {len(small)} images are smaller than filter_cfg.min_size={min_size} pixels and '
-                        f'are left out of training: {_first(small)}')
+                        f'are left out of training: {first_n(small)}')
     return errors, warnings
 
 
@@ -113,16 +115,8 @@ def _check_seg_folders(dataset: dict, key: str) -> Tuple[List[str], List[str]]:
     missing = [stem + seg_suffix for stem in stems if not osp.isfile(osp.join(label_dir, stem + seg_suffix))]
     if missing:
         return [f'{len(missing)} of the {len(stems)} images in {image_dir} have no label map in {label_dir}: '
-                f'{_first(missing)}. Restore them, or remove their images'], []
+                f'{first_n(missing)}. Restore them, or remove their images'], []
     return [], []
-
-
-def _leaf_datasets(dataset: dict, key: str) -> Iterator[Tuple[str, dict]]:
-    children = dataset.get('datasets') or ([dataset.dataset] if dataset.get('dataset') else [])
-    if not children:
-        yield key, dataset
-    for i, child in enumerate(children):
-        yield from _leaf_datasets(child, f'{key}.datasets.{i}' if 'datasets' in dataset else f'{key}.dataset')
 
 
 def _dataset_class(scope: str, dataset: dict):
@@ -135,8 +129,3 @@ def _setting(dataset: dict, scope: str, name: str):
     if name in dataset:
         return dataset[name]
     return inspect.signature(_dataset_class(scope, dataset).__init__).parameters[name].default
-
-
-def _first(items: list) -> str:
-    shown = ', '.join(str(i) for i in items[:MAX_NAMED])
-    return shown + (f' and {len(items) - MAX_NAMED} more' if len(items) > MAX_NAMED else '')

@@ -16,13 +16,14 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
+from .config_tree import get, leaf_datasets, walk
 from .data_checks import check_annotations
-from ..safe_loading import UNSAFE_LOAD_ENV
+from ..patches import UNSAFE_LOAD_ENV
 from .safeguards import apply_safeguards
 
 SCOPES = ('mmdet', 'mmseg')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_HINTS = {
     'mmdet': 'put COCO 2017 under data/coco/ (annotations/instances_{train,val}2017.json, train2017/, val2017/)',
     'mmseg': 'put ADE20K under data/ade/ADEChallengeData2016/ (images/ and annotations/, each with training/ and '
@@ -55,7 +56,7 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
 
 
 class _AllowUnsafeLoad(argparse.Action):
-    """``--unsafe-load`` sets the environment switch of our checkpoint loader (:mod:`convnext_dense.safe_loading`),
+    """``--unsafe-load`` sets the environment switch of our checkpoint loader (:mod:`convnext_dense.patches`),
     which mmengine calls deep inside the Runner."""
 
     def __call__(self, parser, namespace, values, option_string=None):
@@ -100,9 +101,9 @@ def adapt_to_machine(cfg: Config) -> List[str]:
         raise SetupError(f'--launcher {cfg.launcher} needs GPUs (mmengine binds each process to one); without GPUs, '
                          'launch CPU processes with torchrun: tools/dist_train.sh CONFIG NUM_PROCESSES')
     if cfg.launcher == 'pytorch':
-        converted = [key for key, norm in _walk(cfg.model, 'model') if norm.get('type') in SYNC_BN_TYPES]
+        converted = [key for key, norm in walk(cfg.model, 'model') if norm.get('type') in SYNC_BN_TYPES]
         for key in converted:
-            _get(cfg, key).type = 'BN'
+            get(cfg, key).type = 'BN'
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
                                      find_unused_parameters=cfg.get('find_unused_parameters', False))
         notes.append('no GPU: distributed over gloo with DDP on CPU'
@@ -116,7 +117,7 @@ def check_data(cfg: Config, loaders: Sequence[str]) -> None:
     for loader in loaders:
         if cfg.get(loader) is None:
             continue
-        for key, dataset in _datasets(cfg[loader].dataset, f'{loader}.dataset'):
+        for key, dataset in leaf_datasets(cfg[loader].dataset, f'{loader}.dataset'):
             for name, path in _dataset_paths(dataset):
                 _require_data(cfg.default_scope, f'{key}.{name}', path, override=f'{key}.data_root')
         evaluator_key = loader.replace('dataloader', 'evaluator')
@@ -135,7 +136,7 @@ def check_data(cfg: Config, loaders: Sequence[str]) -> None:
 
 def check_pretrained(cfg: Config) -> None:
     """Every local pretrained checkpoint named in the model (init_cfg or ``pretrained``) exists."""
-    for key, node in _walk(cfg.model, 'model'):
+    for key, node in walk(cfg.model, 'model'):
         if node.get('type') == 'Pretrained' and _is_local(node.get('checkpoint')):
             _require_checkpoint(node.checkpoint, f'{key}.checkpoint', key)
         if _is_local(node.get('pretrained')):
@@ -199,36 +200,6 @@ def _require_checkpoint(path: str, key: str, init_key: str) -> None:
 
 def _is_local(path) -> bool:
     return isinstance(path, str) and bool(path) and '://' not in path
-
-
-def _walk(node, key: str) -> Iterator[Tuple[str, dict]]:
-    """Every dict in a config subtree, with its dotted key (``model.roi_head.bbox_head.1.norm_cfg``)."""
-    if isinstance(node, dict):
-        yield key, node
-        for k, v in node.items():
-            yield from _walk(v, f'{key}.{k}')
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _walk(v, f'{key}.{i}')
-
-
-def _get(cfg: Config, key: str):
-    node = cfg
-    for part in key.split('.'):
-        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
-    return node
-
-
-def _datasets(dataset: dict, key: str) -> Iterator[Tuple[str, dict]]:
-    """The leaf datasets under wrappers (RepeatDataset, ClassBalancedDataset: ``dataset``; ConcatDataset:
-    ``datasets``)."""
-    if 'datasets' in dataset:
-        for i, child in enumerate(dataset.datasets):
-            yield from _datasets(child, f'{key}.datasets.{i}')
-    elif 'dataset' in dataset:
-        yield from _datasets(dataset.dataset, f'{key}.dataset')
-    else:
-        yield key, dataset
 
 
 def _dataset_paths(dataset: dict) -> Iterator[Tuple[str, str]]:

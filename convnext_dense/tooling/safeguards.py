@@ -1,14 +1,18 @@
 """What every run of tools/train.py and tools/test.py gets, whatever its config: a non-finite loss stops training
-(:mod:`.finite_loss_hook`), a resumed run repeats the interrupted one exactly (:mod:`.resume_hook`), and bad samples
-are skipped in training and stop evaluation with the file named (:mod:`.data_guards`).
+(:mod:`convnext_dense.engine.hooks.finite_loss_hook`), a resumed run repeats the interrupted one exactly
+(:mod:`convnext_dense.engine.hooks.reproducible_resume_hook`), and bad samples are skipped in training and stop
+evaluation with the file named (:mod:`convnext_dense.datasets.transforms.guarded_load`).
 """
 from typing import List
 
-from ..datasets.transforms.guarded_load import guard_pipelines
+from ..datasets.transforms.guarded_load import IGNORE_INDEX, GuardedLoad
 from ..engine.hooks.finite_loss_hook import CheckFiniteLossHook
 from ..engine.hooks.reproducible_resume_hook import ReproducibleResumeHook
+from .config_tree import datasets
+from .data_checks import dataset_classes
 
 HOOKS = (CheckFiniteLossHook, ReproducibleResumeHook)
+LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations')
 
 
 def apply_safeguards(cfg) -> List[str]:
@@ -25,3 +29,25 @@ def apply_safeguards(cfg) -> List[str]:
                      'writing the next, so a crash while saving leaves none to resume from; keep 2 or more for long '
                      'runs')
     return notes
+
+
+def guard_pipelines(cfg) -> List[str]:
+    """Wrap the loading steps of every dataloader pipeline in :class:`GuardedLoad` (skipping bad samples in
+    training, refusing them in evaluation); returns the pipelines changed, for the log."""
+    changed = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if not cfg.get(loader):
+            continue
+        for key, dataset, _ in datasets(cfg[loader].dataset, f'{loader}.dataset'):
+            if not isinstance(dataset.get('pipeline'), list):
+                continue
+            classes = dataset_classes('mmseg', dataset) if cfg.default_scope == 'mmseg' else None
+            ignore_index = cfg.model.get('decode_head', {}).get('ignore_index', IGNORE_INDEX) \
+                if cfg.default_scope == 'mmseg' else IGNORE_INDEX
+            steps = dataset.pipeline
+            for i, step in enumerate(steps):
+                if str(step.get('type')).split('.')[-1] in LOADING_TRANSFORMS:
+                    steps[i] = dict(type=GuardedLoad.__name__, transform=step, skip=loader == 'train_dataloader',
+                                    num_classes=len(classes) if classes else None, ignore_index=ignore_index)
+                    changed.append(f'{key}.pipeline.{i}')
+    return changed

@@ -4,9 +4,6 @@ The recipe tables are written from ../shared/ANCHORS.md (official ConvNeXt and S
 counts), so a wrong number in a config fails here. Models are built without a forward pass: T-size and Swin models on
 the CPU, the larger ConvNeXt models on the 'meta' device (same modules and parameter counts, no memory or init cost).
 """
-import subprocess
-import sys
-import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -14,18 +11,15 @@ from typing import NamedTuple, Optional
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  registers the backbone and the optimizer constructor
-from convnext_dense.config_compat import ONEDL_DISTRIBUTIONS, resolve_onedl_packages
 from convnext_dense.models.backbones.convnext import ARCHS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIRS = ('mask_rcnn', 'cascade_rcnn', 'upernet')
 
-resolve_onedl_packages()
 
 
 class ConvNeXtRecipe(NamedTuple):
@@ -301,74 +295,3 @@ def test_segmentation_model_builds(name):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # mmseg:: / mmdet:: / mmpretrain:: resolution with the OneDL distributions
-
-
-def _run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
-def _write_config(tmp_path, base):
-    path = tmp_path / 'cfg.py'
-    path.write_text(f'_base_ = {base!r}\n')
-    return str(path)
-
-
-def test_mmseg_scope_needs_the_fix_and_resolves_with_it(tmp_path):
-    path = _write_config(tmp_path, 'mmseg::_base_/models/upernet_r50.py')
-    result = _run_python(f"""
-        from mmengine.config import Config
-        try:
-            Config.fromfile({path!r})
-        except ModuleNotFoundError as error:
-            print('UNRESOLVED:', error)
-        from convnext_dense.config_compat import resolve_onedl_packages
-        resolve_onedl_packages()
-        print('RESOLVED:', Config.fromfile({path!r}).model.decode_head.type)
-        """)
-    assert result.returncode == 0, result.stderr
-    assert 'UNRESOLVED: mmsegmentation is not installed' in result.stdout  # mmengine alone looks for mmsegmentation
-    assert 'RESOLVED: UPerHead' in result.stdout
-
-
-def test_importing_the_package_resolves_the_scopes(tmp_path):
-    path = _write_config(tmp_path, 'mmseg::_base_/models/upernet_r50.py')
-    result = _run_python(f"""
-        import convnext_dense
-        from mmengine.config import Config
-        print(Config.fromfile({path!r}).model.decode_head.type)
-        """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == 'UPerHead'
-
-
-@pytest.mark.parametrize('base', ['mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
-                                  'mmseg::_base_/models/upernet_convnext.py',
-                                  'mmpretrain::_base_/models/convnext/convnext-tiny.py'])
-def test_scopes_resolve_to_installed_configs(tmp_path, base):
-    cfg = Config.fromfile(_write_config(tmp_path, base))
-    assert cfg.model.type in ('CascadeRCNN', 'EncoderDecoder', 'ImageClassifier')
-
-
-def test_resolution_is_idempotent_and_keeps_installed_upstream_names(monkeypatch):
-    resolve_onedl_packages()
-    wrapped = Config._get_cfg_path
-    mapping = {scope: MODULE2PACKAGE[scope] for scope in ONEDL_DISTRIBUTIONS}
-    assert mapping == ONEDL_DISTRIBUTIONS
-    monkeypatch.setitem(MODULE2PACKAGE, 'mmseg', 'torch')  # stands in for an installed upstream distribution
-    resolve_onedl_packages()
-    assert Config._get_cfg_path is wrapped
-    assert MODULE2PACKAGE['mmseg'] == 'torch'
-
-
-def test_missing_configs_folder_names_the_package_and_the_fix(tmp_path, monkeypatch):
-    from mmengine.config import config as mmengine_config
-    monkeypatch.setattr(mmengine_config, 'get_installed_path', lambda package: str(tmp_path))  # installed, no .mim
-    with pytest.raises(FileNotFoundError, match=r'onedl-mmsegmentation.*pip install --force-reinstall '
-                                                r'onedl-mmsegmentation'):
-        Config.fromfile(_write_config(tmp_path, 'mmseg::_base_/models/upernet_r50.py'))
-
-
-def test_missing_config_file_keeps_mmengines_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match='no_such_model.py" does not exist'):
-        Config.fromfile(_write_config(tmp_path, 'mmseg::_base_/models/no_such_model.py'))

@@ -17,7 +17,8 @@ from mmengine.registry import DefaultScope
 
 import convnext_dense.datasets.transforms.guarded_load as data_guards
 from convnext_dense.tooling.data_checks import check_annotations
-from convnext_dense.datasets.transforms.guarded_load import BadSampleError, guard_pipelines
+from convnext_dense.datasets.transforms.guarded_load import BadSampleError
+from convnext_dense.tooling.safeguards import guard_pipelines
 
 REPO = Path(__file__).resolve().parents[2]
 DET_CONFIG = REPO / 'configs/demo/mask_rcnn_convnext_atto_demo.py'

@@ -1,0 +1,3 @@
+from .guarded_load import BadSampleError, GuardedLoad
+
+__all__ = ['BadSampleError', 'GuardedLoad']

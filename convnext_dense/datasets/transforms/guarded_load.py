@@ -10,20 +10,18 @@ differs from the one in the COCO annotations (EXIF rotation) silently misplaces 
 
 :class:`GuardedLoad` wraps a loading transform (``LoadImageFromFile``, ``LoadAnnotations``) and checks what it loaded.
 A bad training sample is skipped with a warning (mmengine's dataset then draws another one); a bad evaluation sample
-raises :class:`BadSampleError`, since leaving it out would change the AP or mIoU. :func:`guard_pipelines` wraps the
-loading steps of every dataloader of a config.
+raises :class:`BadSampleError`, since leaving it out would change the AP or mIoU. tools/train.py and tools/test.py
+wrap the loading steps of every dataloader in it (:func:`convnext_dense.tooling.safeguards.guard_pipelines`), so the
+configs they save name it: ``import convnext_dense`` registers it, and stock mmdet/mmseg tools rerun those configs.
 """
 import logging
-from typing import Iterator, List, Optional
+from typing import Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
 
-from ...tooling.data_checks import dataset_classes
-
-LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations')
 IGNORE_INDEX = 255  # mmseg's ignore label
 
 
@@ -86,32 +84,3 @@ def _misfit(results: dict, num_classes: Optional[int], ignore_index: int) -> Opt
             return (f'labels {wrong.tolist()[:8]} are outside the {num_classes} classes (0..{num_classes - 1}, '
                     f'{ignore_index} ignored) after the dataset\'s label mapping (reduce_zero_label etc.)')
     return None
-
-
-def guard_pipelines(cfg) -> List[str]:
-    """Wrap the loading steps of every dataloader pipeline in :class:`GuardedLoad` (skipping bad samples in
-    training, refusing them in evaluation); returns the pipelines changed, for the log."""
-    changed = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if not cfg.get(loader):
-            continue
-        for key, dataset in _with_pipeline(cfg[loader].dataset, f'{loader}.dataset'):
-            classes = dataset_classes('mmseg', dataset) if cfg.default_scope == 'mmseg' else None
-            ignore_index = cfg.model.get('decode_head', {}).get('ignore_index', IGNORE_INDEX) \
-                if cfg.default_scope == 'mmseg' else IGNORE_INDEX
-            steps = dataset.pipeline
-            for i, step in enumerate(steps):
-                if str(step.get('type')).split('.')[-1] in LOADING_TRANSFORMS:
-                    steps[i] = dict(type='GuardedLoad', transform=step, skip=loader == 'train_dataloader',
-                                    num_classes=len(classes) if classes else None, ignore_index=ignore_index)
-                    changed.append(f'{key}.pipeline.{i}')
-    return changed
-
-
-def _with_pipeline(dataset: dict, key: str) -> Iterator:
-    if 'pipeline' in dataset and isinstance(dataset.pipeline, list):
-        yield key, dataset
-    for child_key in ('dataset', 'datasets'):
-        children = dataset.get(child_key)
-        for i, child in enumerate(children if isinstance(children, list) else [children] if children else []):
-            yield from _with_pipeline(child, f'{key}.{child_key}' + (f'.{i}' if isinstance(children, list) else ''))

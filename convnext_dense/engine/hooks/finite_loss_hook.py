@@ -16,6 +16,8 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
+from ...utils import first_n
+
 MAX_IMAGES_NAMED = 8
 
 
@@ -68,7 +70,4 @@ def _last_checkpoint(runner) -> str:
 def _images(data_batch) -> str:
     samples = (data_batch or {}).get('data_samples') or []
     paths = [sample.metainfo.get('img_path', '?') for sample in samples if hasattr(sample, 'metainfo')]
-    if not paths:
-        return 'no image paths'
-    more = f' and {len(paths) - MAX_IMAGES_NAMED} more' if len(paths) > MAX_IMAGES_NAMED else ''
-    return ', '.join(paths[:MAX_IMAGES_NAMED]) + more
+    return first_n(paths, MAX_IMAGES_NAMED) if paths else 'no image paths'

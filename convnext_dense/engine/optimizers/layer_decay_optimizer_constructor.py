@@ -1,12 +1,21 @@
-"""Layer-wise / stage-wise learning-rate decay for ConvNeXt, the same constructor in mmdet and mmseg.
+"""Layer-wise / stage-wise learning-rate decay, one constructor name for mmdet, mmseg and mmengine alike.
 
-mmdet and mmseg each register a ConvNeXt-only copy of the official constructor under the name
-``LearningRateDecayOptimizerConstructor``; importing this module makes that name resolve to this class in both (and in
-mmengine's root registry), so existing configs get its behaviour: the official multipliers, found by module rather than
-by name strings, ``custom_keys`` for the rest of the model, and clear errors instead of silent fallbacks.
+mmdet and mmseg each register a constructor named ``LearningRateDecayOptimizerConstructor`` (copies of the official
+ConvNeXt one; mmseg's also serves BEiT and MAE). Importing this module makes that name resolve to
+:class:`LearningRateDecayOptimizerConstructor` in both registries and in mmengine's root, which decides per model:
+
+1. a model with our ConvNeXt gets our param groups (official layer ids asked from the backbone, ``custom_keys`` for the
+   rest of the model, clear errors);
+2. any other model goes to the host's own constructor (mmdet's or mmseg's, the one the config's scope names), so
+   their configs (mmpretrain's ConvNeXt, BEiT, MAE, backbones named as the official ConvNeXt) get exactly the param
+   groups they got without the import;
+3. a backbone that neither handles gets layer decay when it exposes mmpretrain's ``get_layer_depth(param_name,
+   prefix)``.
 """
+import copy
 import logging
-from typing import Dict, List, Optional
+from importlib.util import find_spec
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -14,120 +23,168 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from ...models.backbones.convnext import NUM_STAGES, ConvNeXt, layer_id
+from ...models.backbones.convnext import DECAY_TYPES, NUM_STAGES, ConvNeXt
 
 NAME = 'LearningRateDecayOptimizerConstructor'
-DECAY_TYPES = ('layer_wise', 'stage_wise')
+OUR_KEYS = ('decay_rate', 'num_layers', 'decay_type', 'custom_keys')
+HOST_PACKAGES = ('mmdet', 'mmseg')
+
+# (relative parameter name) -> (layer id, number of layers + 2): the scale is decay_rate ** (count - id - 1).
+LayerDepth = Callable[[str], Tuple[int, int]]
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module(name=NAME)
 class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
-    """Scale each parameter's learning rate by ``decay_rate ** (num_layers + 1 - layer_id)``.
+    """Scale each backbone parameter's learning rate by ``decay_rate ** (num_layers + 1 - layer_id)``.
 
     ``paramwise_cfg``: ``decay_rate``, ``num_layers`` (6 for ConvNeXt-T, 12 for larger ones in the official recipes),
     ``decay_type`` (``layer_wise`` or ``stage_wise``), and optionally ``custom_keys``
-    (``{substring: dict(lr_mult=..., decay_mult=...)}``), applied to parameters outside the backbone.
-    Layer ids come from :func:`convnext_dense.models.backbones.convnext.layer_id`; parameters outside every ConvNeXt in the model (neck,
-    heads, output norms) get ``num_layers + 1``, i.e. the base learning rate. 1-D parameters (norms, biases, layer
-    scales, GRN) and biases get no weight decay.
+    (``{substring: dict(lr_mult=..., decay_mult=...)}``) for parameters outside the backbone. Layer ids come from the
+    backbone (:meth:`ConvNeXt.layer_id`, or ``get_layer_depth`` of other backbones); parameters outside the backbone
+    (neck, heads) and its output norms get the base learning rate. 1-D parameters and biases get no weight decay.
     """
 
+    host_constructor: Optional[type] = None  # mmdet's or mmseg's own class of this name, in their registries
+
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
-        paramwise_cfg = dict(paramwise_cfg or {})
-        missing = [k for k in ('decay_rate', 'num_layers') if k not in paramwise_cfg]
-        if missing:
-            raise ValueError(f'{NAME}: paramwise_cfg needs {missing}, e.g. '
-                             "paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=12)")
-        self.decay_rate = float(paramwise_cfg.pop('decay_rate'))
-        self.num_layers = int(paramwise_cfg.pop('num_layers'))
-        self.decay_type = paramwise_cfg.pop('decay_type', 'layer_wise')
-        self.custom_keys: Dict[str, dict] = paramwise_cfg.pop('custom_keys', {})
-        if paramwise_cfg:
-            raise ValueError(f'{NAME}: unsupported paramwise_cfg keys {sorted(paramwise_cfg)}; it takes decay_rate, '
-                             'num_layers, decay_type and custom_keys (use custom_keys for per-module multipliers)')
-        if self.decay_type not in DECAY_TYPES:
-            raise ValueError(f'{NAME}: decay_type must be one of {DECAY_TYPES}, got {self.decay_type!r}')
-        if not 0 < self.decay_rate <= 1:
-            raise ValueError(f'{NAME}: decay_rate must be in (0, 1], got {self.decay_rate}')
-        if self.num_layers < NUM_STAGES:
-            raise ValueError(f'{NAME}: num_layers must be at least {NUM_STAGES}, got {self.num_layers}')
-        super().__init__(optim_wrapper_cfg, dict(custom_keys=self.custom_keys))
-        if self.base_lr is None or self.base_wd is None:
-            raise ValueError(f'{NAME}: the optimizer config needs lr and weight_decay')
+        self._host_args = copy.deepcopy((optim_wrapper_cfg, paramwise_cfg))
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+
+    def __call__(self, model: nn.Module):
+        module = model.module if hasattr(model, 'module') else model
+        # Without num_layers the host constructors fail on any model: there is no behaviour of theirs to keep.
+        if self.host_constructor is not None and not _convnexts(module) and 'num_layers' in self.paramwise_cfg:
+            try:
+                return self.host_constructor(*copy.deepcopy(self._host_args))(model)
+            except NotImplementedError:  # the host's way of saying it has no layer ids for this backbone
+                if not hasattr(getattr(module, 'backbone', None), 'get_layer_depth'):
+                    raise NotImplementedError(_unsupported(module)) from None
+        return super().__call__(model)
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
-        backbones = {name: m for name, m in module.named_modules() if isinstance(m, ConvNeXt)}
-        if not backbones:
-            raise TypeError(f'{NAME}: the model has no convnext_dense ConvNeXt backbone, so layer decay does not apply; '
-                            "use type='ConvNeXt' with custom_imports=dict(imports=['convnext_dense']), or drop the "
-                            'constructor for other backbones')
-        for name, backbone in backbones.items():
-            self._check_num_layers(name, backbone)
+        decay_rate, decay_type, num_layers, custom_keys = self._settings()
+        backbones = self._layer_depths(module, decay_type, num_layers)
         groups: Dict[str, dict] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue  # frozen stages
-            layer, lr, weight_decay = self._param_settings(name, param, backbones)
+            weight_decay = 0. if param.ndim <= 1 or name.endswith('.bias') else self.base_wd
+            lr, layer = self.base_lr, None
+            backbone = next((p for p in backbones if name.startswith(f'{p}.')), None)
+            if backbone is not None:
+                layer, count = backbones[backbone](name[len(backbone) + 1:])
+                lr *= decay_rate**(count - layer - 1)
+            else:
+                key = next((k for k in sorted(sorted(custom_keys), key=len, reverse=True) if k in name), None)
+                if key is not None:
+                    lr *= custom_keys[key].get('lr_mult', 1.)
+                    weight_decay *= custom_keys[key].get('decay_mult', 1.)
             group = groups.setdefault(f'layer_{layer}_lr{lr:.3e}_wd{weight_decay:.3e}', dict(
                 params=[], param_names=[], lr=lr, weight_decay=weight_decay, layer_id=layer,
                 lr_scale=lr / self.base_lr))
             group['params'].append(param)
             group['param_names'].append(name)
         params.extend(groups.values())
-        print_log(self._describe(groups.values()), logger='current', level=logging.INFO)
+        print_log(self._describe(groups.values(), decay_type, decay_rate, num_layers), logger='current',
+                  level=logging.INFO)
 
-    def _param_settings(self, name: str, param: torch.Tensor, backbones: Dict[str, ConvNeXt]) -> tuple:
-        weight_decay = 0. if param.ndim <= 1 or name.endswith('.bias') else self.base_wd
-        backbone_prefix = next((p for p in backbones if name.startswith(f'{p}.')), None)
-        if backbone_prefix is not None:
-            layer = layer_id(name[len(backbone_prefix) + 1:], self.decay_type, self.num_layers)
-            lr = self.base_lr * self.decay_rate**(self.num_layers + 1 - layer)
-            return layer, lr, weight_decay
-        lr = self.base_lr
-        key = next((k for k in sorted(sorted(self.custom_keys), key=len, reverse=True) if k in name), None)
-        if key is not None:
-            lr *= self.custom_keys[key].get('lr_mult', 1.)
-            weight_decay *= self.custom_keys[key].get('decay_mult', 1.)
-        return self.num_layers + 1, lr, weight_decay
+    def _settings(self) -> tuple:
+        cfg = self.paramwise_cfg
+        unknown = sorted(set(cfg) - set(OUR_KEYS))
+        if unknown:
+            raise ValueError(f'{NAME}: unsupported paramwise_cfg keys {unknown}; it takes {", ".join(OUR_KEYS)} '
+                             '(use custom_keys for per-module multipliers)')
+        if 'decay_rate' not in cfg:
+            raise ValueError(f"{NAME}: paramwise_cfg needs ['decay_rate'], e.g. "
+                             "paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=12)")
+        decay_rate, decay_type = float(cfg['decay_rate']), cfg.get('decay_type', 'layer_wise')
+        if decay_type not in DECAY_TYPES:
+            raise ValueError(f'{NAME}: decay_type must be one of {DECAY_TYPES}, got {decay_type!r}')
+        if not 0 < decay_rate <= 1:
+            raise ValueError(f'{NAME}: decay_rate must be in (0, 1], got {decay_rate}')
+        if self.base_lr is None or self.base_wd is None:
+            raise ValueError(f'{NAME}: the optimizer config needs lr and weight_decay')
+        return decay_rate, decay_type, cfg.get('num_layers'), cfg.get('custom_keys', {})
 
-    def _check_num_layers(self, name: str, backbone: ConvNeXt) -> None:
-        if self.decay_type != 'layer_wise' or len(backbone.depths) < 3:
-            return
-        deepest = 3 + (backbone.depths[2] - 1) // 3  # layer id of the last block of stage 2
-        if deepest >= self.num_layers:
-            raise ValueError(f'{NAME}: num_layers={self.num_layers} is too small for {name or "the backbone"} with '
-                             f'{backbone.depths[2]} blocks in stage 2 (its blocks reach layer id {deepest}); use '
-                             f'num_layers={deepest + 1} (the official recipes: 6 for ConvNeXt-T, 12 for S/B/L/XL)')
+    def _layer_depths(self, module: nn.Module, decay_type: str, num_layers: Optional[int]) -> Dict[str, LayerDepth]:
+        """Each backbone of the model (by module prefix) with the function giving its parameters' layer depths."""
+        convnexts = _convnexts(module)
+        if convnexts:
+            if num_layers is None:
+                raise ValueError(f"{NAME}: paramwise_cfg needs ['num_layers'] for ConvNeXt (the official recipes: 6 "
+                                 'for ConvNeXt-T, 12 for S/B/L/XL)')
+            if int(num_layers) < NUM_STAGES:
+                raise ValueError(f'{NAME}: num_layers must be at least {NUM_STAGES}, got {num_layers}')
+            for name, backbone in convnexts.items():
+                _check_num_layers(name, backbone, decay_type, int(num_layers))
+            return {name: (lambda param, b=backbone: (b.layer_id(param, decay_type, int(num_layers)),
+                                                      int(num_layers) + 2))
+                    for name, backbone in convnexts.items()}
+        backbone = getattr(module, 'backbone', None)
+        if not hasattr(backbone, 'get_layer_depth'):
+            raise NotImplementedError(_unsupported(module))
+        what = f'{type(backbone).__name__} gives its own layer ids (get_layer_depth)'
+        if decay_type != 'layer_wise':
+            raise ValueError(f"{NAME}: {what}, so its decay is layer_wise; drop decay_type='{decay_type}'")
+        first_param = next((name for name, _ in backbone.named_parameters()), None)
+        count = backbone.get_layer_depth(first_param)[1] if first_param is not None else None
+        if num_layers is not None and count is not None and int(num_layers) != count - 2:
+            raise ValueError(f'{NAME}: {what} with {count - 2} layers, but paramwise_cfg has num_layers={num_layers}; '
+                             f'set num_layers={count - 2} or drop it')
+        return {'backbone': backbone.get_layer_depth}
 
-    def _describe(self, groups) -> str:
-        lines = [f'{NAME}: {self.decay_type}, decay_rate={self.decay_rate}, num_layers={self.num_layers}',
+    def _describe(self, groups, decay_type: str, decay_rate: float, num_layers: Optional[int]) -> str:
+        lines = [f'{NAME}: {decay_type}, decay_rate={decay_rate}, num_layers={num_layers}',
                  f'  {"layer":>5} {"lr_scale":>10} {"weight_decay":>12} {"params":>7}']
-        for g in sorted(groups, key=lambda g: (g['layer_id'], g['lr'], g['weight_decay'])):
-            lines.append(f'  {g["layer_id"]:>5} {g["lr_scale"]:>10.4g} {g["weight_decay"]:>12.4g} {len(g["params"]):>7}')
+        for g in sorted(groups, key=lambda g: (g['layer_id'] is None, g['layer_id'] or 0, g['lr'],
+                                               g['weight_decay'])):
+            layer = 'rest' if g['layer_id'] is None else g['layer_id']
+            lines.append(f'  {layer:>5} {g["lr_scale"]:>10.4g} {g["weight_decay"]:>12.4g} {len(g["params"]):>7}')
         return '\n'.join(lines)
 
 
-def _take_over(registry) -> None:
-    """Make ``registry`` (mmdet's or mmseg's) resolve NAME to our class.
+def _convnexts(module: nn.Module) -> Dict[str, ConvNeXt]:
+    return {name: m for name, m in module.named_modules() if isinstance(m, ConvNeXt)}
 
-    Those registries import their own copy lazily, on first use, and would then refuse a name already taken; so ours is
-    registered right after that import, by wrapping the registry's lazy import.
+
+def _check_num_layers(name: str, backbone: ConvNeXt, decay_type: str, num_layers: int) -> None:
+    if decay_type != 'layer_wise' or len(backbone.stages) < 3:
+        return
+    deepest = backbone.layer_id(f'stages.2.{backbone.depths[2] - 1}.dwconv.weight', decay_type, num_layers)
+    if deepest >= num_layers:
+        raise ValueError(f'{NAME}: num_layers={num_layers} is too small for {name or "the backbone"} with '
+                         f'{backbone.depths[2]} blocks in stage 2 (its blocks reach layer id {deepest}); use '
+                         f'num_layers={deepest + 1} (the official recipes: 6 for ConvNeXt-T, 12 for S/B/L/XL)')
+
+
+def _unsupported(module: nn.Module) -> str:
+    backbone = getattr(module, 'backbone', None)
+    what = type(backbone).__name__ if backbone is not None else f'{type(module).__name__} (no backbone)'
+    return (f'{NAME}: no layer ids for {what}. Layer decay applies to ConvNeXt (ours, mmpretrain\'s), to the '
+            'backbones mmdet/mmseg handle themselves (mmseg: BEiT, MAE) and to any backbone with a '
+            "get_layer_depth(param_name, prefix) method; for others drop the constructor (or use custom_keys with "
+            "mmengine's DefaultOptimWrapperConstructor)")
+
+
+def _take_over(registry) -> None:
+    """Make ``registry`` (mmdet's or mmseg's) resolve NAME to a subclass of ours that delegates to its own class.
+
+    Those registries import their own class lazily, on first use, and would then refuse a name already taken; so ours
+    is registered right after that import, by wrapping the registry's lazy import.
     """
     import_own_modules = registry.import_from_location
 
     def import_then_take_over():
         import_own_modules()
-        if registry.module_dict.get(NAME) is not LearningRateDecayOptimizerConstructor:
-            registry.register_module(name=NAME, module=LearningRateDecayOptimizerConstructor, force=True)
+        current = registry.module_dict.get(NAME)
+        if current is None or not issubclass(current, LearningRateDecayOptimizerConstructor):
+            standing_in = type(NAME, (LearningRateDecayOptimizerConstructor, ), dict(
+                host_constructor=current, __module__=__name__, __doc__=LearningRateDecayOptimizerConstructor.__doc__))
+            registry.register_module(name=NAME, module=standing_in, force=True)
 
     registry.import_from_location = import_then_take_over
 
 
-def _registries_of_downstream_packages():
-    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMDET_CONSTRUCTORS
-    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMSEG_CONSTRUCTORS
-    return MMDET_CONSTRUCTORS, MMSEG_CONSTRUCTORS
-
-
-for _registry in _registries_of_downstream_packages():
-    _take_over(_registry)
+for _package in HOST_PACKAGES:  # each optional: a user may have mmdet or mmseg alone
+    if find_spec(_package) is not None:
+        _take_over(__import__(f'{_package}.registry', fromlist=['OPTIM_WRAPPER_CONSTRUCTORS']).OPTIM_WRAPPER_CONSTRUCTORS)

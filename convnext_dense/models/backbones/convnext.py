@@ -27,6 +27,7 @@ ARCHS: Dict[str, Dict[str, tuple]] = {
 }
 NUM_STAGES = 4
 STEM_STRIDE = 4
+DECAY_TYPES = ('layer_wise', 'stage_wise')
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -123,35 +124,6 @@ class Downsample(nn.Sequential):
         return super().forward(_pad_to_multiple(x, self.stride))
 
 
-def layer_id(name: str, decay_type: str, num_layers: int) -> int:
-    """The layer id of a backbone parameter for layer-wise learning-rate decay, as in the official ConvNeXt recipes.
-
-    ``name`` is relative to the backbone (``stages.2.5.pwconv1.weight``). ``layer_wise``: the stem is layer 0, stage 0
-    layer 1, stage 1 (and its downsample) layer 2, stage 2 (and its downsample) layers 3 + block // 3, stage 3 (and its
-    downsample) layer ``num_layers``. ``stage_wise``: downsamples are layer 0, stage i is layer i + 1. Everything else
-    (the output norms) gets ``num_layers + 1``, the layer of the neck and heads.
-    """
-    parts = name.split('.')
-    if decay_type == 'layer_wise':
-        if parts[0] in ('downsample_layers', 'stages'):
-            stage = int(parts[1])
-            if stage == 3:
-                return num_layers
-            if stage == 2 and parts[0] == 'stages':
-                return 3 + int(parts[2]) // 3
-            if parts[0] == 'downsample_layers':
-                return (0, 2, 3)[stage]
-            return stage + 1
-        return num_layers + 1
-    if decay_type == 'stage_wise':
-        if parts[0] == 'downsample_layers':
-            return 0
-        if parts[0] == 'stages':
-            return int(parts[1]) + 1
-        return num_layers + 1
-    raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
-
-
 @MODELS.register_module()
 class ConvNeXt(BaseModule):
     """ConvNeXt V1/V2 emitting the feature maps of the chosen stages, each through its own LayerNorm.
@@ -174,6 +146,8 @@ class ConvNeXt(BaseModule):
         init_cfg: mmengine init config. ``type='Pretrained'`` loads official, mmpretrain or timm checkpoints through
             :func:`convnext_dense.models.checkpoint.load_pretrained`, which reports what did not load.
     """
+
+    arch_settings = ARCHS
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -243,6 +217,42 @@ class ConvNeXt(BaseModule):
     @property
     def out_channels(self) -> tuple:
         return tuple(self.dims[i] for i in self.out_indices)
+
+    def layer_id(self, name: str, decay_type: str = 'layer_wise', num_layers: Optional[int] = None) -> int:
+        """The layer id of a parameter for learning-rate decay, as in the official ConvNeXt recipes.
+
+        ``name`` is relative to the backbone (``stages.2.5.pwconv1.weight``); ``num_layers`` defaults to the official
+        count (:meth:`default_num_layers`). ``layer_wise``: the stem is layer 0, stage 0 layer 1, stage 1 (and its
+        downsample) layer 2, stage 2 (and its downsample) layers 3 + block // 3, stage 3 (and its downsample) layer
+        ``num_layers``. ``stage_wise``: downsamples are layer 0, stage i is layer i + 1. Everything else (the output
+        norms) gets ``num_layers + 1``, the layer of the neck and heads.
+        """
+        if decay_type not in DECAY_TYPES:
+            raise ValueError(f'decay_type must be one of {DECAY_TYPES}, got {decay_type!r}')
+        num_layers = self.default_num_layers() if num_layers is None else num_layers
+        parts = name.split('.')
+        if parts[0] not in ('downsample_layers', 'stages'):
+            return num_layers + 1
+        stage = int(parts[1])
+        if decay_type == 'stage_wise':
+            return 0 if parts[0] == 'downsample_layers' else stage + 1
+        if stage == 3:
+            return num_layers
+        if parts[0] == 'downsample_layers':
+            return (0, 2, 3)[stage]
+        return 3 + int(parts[2]) // 3 if stage == 2 else stage + 1
+
+    def default_num_layers(self) -> int:
+        """The official recipes' ``num_layers``: 6 for a 9-block stage 2 (T), 12 for the 27-block ones (S/B/L/XL)."""
+        return 12 if self.depths[2] > 9 else 6
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> tuple:
+        """mmpretrain's layer-depth interface (``LearningRateDecayOptimWrapperConstructor``): ``(layer id, number of
+        layers)`` with the official layer-wise ids; parameters outside ``prefix`` count as the layer after the last."""
+        num_layers = self.default_num_layers()
+        if not param_name.startswith(prefix):
+            return num_layers + 1, num_layers + 2
+        return self.layer_id(param_name[len(prefix):], 'layer_wise', num_layers), num_layers + 2
 
     def _init_weights(self):
         # Random init as in the official code (truncated normal, std .02, zero bias); Pretrained init_cfg overrides.

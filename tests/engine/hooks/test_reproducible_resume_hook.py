@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
-import convnext_dense.safe_loading as safe_loading
+from convnext_dense import patches
 from convnext_dense import CheckpointError
 from convnext_dense.tooling.runner_setup import add_runner_args
 
@@ -77,7 +77,7 @@ def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(demo_
 
 def test_our_training_checkpoints_load_weights_only_and_foreign_objects_are_refused(uninterrupted, tmp_path,
                                                                                      monkeypatch):
-    assert CheckpointLoader._get_checkpoint_loader('/any/local.pth') is safe_loading.load_from_local, \
+    assert CheckpointLoader._get_checkpoint_loader('/any/local.pth') is patches.load_from_local, \
         'importing convnext_dense installs the safe loader'
     ours = tmp_path / 'ours.pth'
     torch.save(uninterrupted, ours)
@@ -88,7 +88,7 @@ def test_our_training_checkpoints_load_weights_only_and_foreign_objects_are_refu
     with pytest.raises(CheckpointError, match=r'refused to load.*argparse\.Namespace.*--unsafe-load.*'
                                               'CONVNEXT_DENSE_UNSAFE_LOAD=1'):
         _load_checkpoint(str(foreign), map_location='cpu')
-    monkeypatch.setenv(safe_loading.UNSAFE_LOAD_ENV, '1')
+    monkeypatch.setenv(patches.UNSAFE_LOAD_ENV, '1')
     assert _load_checkpoint(str(foreign), map_location='cpu')['args'].lr == 0.1
 
     truncated = tmp_path / 'truncated.pth'
@@ -110,7 +110,7 @@ def test_resuming_from_a_truncated_checkpoint_says_so(demo_data, uninterrupted, 
 def test_unsafe_load_flag_of_the_tools_lets_a_trusted_checkpoint_through(uninterrupted, tmp_path, monkeypatch):
     trusted = tmp_path / 'trusted.pth'
     torch.save(dict(uninterrupted, args=argparse.Namespace(lr=0.1)), trusted)
-    monkeypatch.setenv(safe_loading.UNSAFE_LOAD_ENV, '0')  # restored after the test, whatever the flag sets
+    monkeypatch.setenv(patches.UNSAFE_LOAD_ENV, '0')  # restored after the test, whatever the flag sets
     parser = argparse.ArgumentParser()
     add_runner_args(parser)
     assert parser.parse_args([]).unsafe_load is False

@@ -132,8 +132,9 @@ def test_the_registered_name_gives_ours_in_mmdet_and_mmseg(scope):
 
 
 @pytest.mark.parametrize('model_factory, paramwise_cfg, error, message', [
-    (lambda: nn.Sequential(nn.Linear(2, 2)), dict(decay_rate=0.7, num_layers=6), TypeError,
-     'has no convnext_dense ConvNeXt backbone'),
+    (lambda: nn.Sequential(nn.Linear(2, 2)), dict(decay_rate=0.7, num_layers=6), NotImplementedError,
+     r'no layer ids for Sequential \(no backbone\)'),
+    (lambda: Detector('atto'), dict(decay_rate=0.7), ValueError, r"needs \['num_layers'\] for ConvNeXt"),
     (lambda: Detector('atto'), dict(num_layers=6), ValueError, r"needs \['decay_rate'\]"),
     (lambda: Detector('atto'), dict(decay_rate=0.7, num_layers=6, decay_type='block_wise'), ValueError,
      'decay_type must be one of'),
