@@ -1,0 +1,9 @@
+# ConvNeXt V2-L, FCMAE pre-trained then fine-tuned on ImageNet-22K (official convnextv2_large_22k_224_ema.pt), 640
+# crops. No published V2 22K UperNet settings: our choice, the official V1-L 22K recipe (drop path 0.4, lr 1e-4,
+# stage-wise decay 0.9 / 12) but with AMP (our LayerNorm and GRN are fp16-safe).
+_base_ = './_base_convnextv2_ade20k_640.py'
+model = dict(
+    backbone=dict(arch='large', init_cfg=dict(checkpoint='checkpoints/convnextv2_large_22k_224_ema.pt')),
+    decode_head=dict(in_channels=[192, 384, 768, 1536]),
+    auxiliary_head=dict(in_channels=768))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))
