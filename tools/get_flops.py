@@ -1,79 +1,62 @@
-"""Parameters and FLOPs of a detector or segmentor config, for the whole model and for its backbone.
+"""Parameters and FLOPs of a detector or segmentor config, counted as the ConvNeXt and Swin papers counted them.
 
-    python tools/get_flops.py configs/mask_rcnn/convnext_t_3x.py               # 800x1280, as in the ConvNeXt paper
-    python tools/get_flops.py configs/upernet/convnext_t_160k.py --shape 512 2048
+    python tools/get_flops.py configs/cascade_rcnn/convnext_t_3x.py            # 1280x800, as the official figures
+    python tools/get_flops.py configs/upernet/convnext_t_160k_ade20k.py        # 2048x512 (2560x640 for 640 crops)
+    python tools/get_flops.py configs/mask_rcnn/convnext_t_3x.py --shape 800 1333
 
-FLOPs are counted by mmengine's analyzer (fvcore's convention: one multiply-add is one FLOP, as the ConvNeXt and Swin
-papers report them) on one image of the given size, padded as the model's data preprocessor pads it. Detectors are
-measured in ``tensor`` mode (RPN proposals, box head on all of them, mask head on the first 100), so their count
-depends a little on how many proposals survive NMS with the weights at hand. The last line printed is
-``complexity: {...}`` (JSON), for scripts.
+The count is mmdet 2.x / mmseg 0.x ``forward_dummy`` (convnext_dense/tooling/flops.py says exactly what runs: e.g.
+box heads on 1000 RoIs and mask heads on 100, not inference after NMS) traced by mmengine's analyzer, where one
+multiply-add is one FLOP. The output says which parts were counted, params and FLOPs per part, the ops left
+uncounted, and the published figures when the config is one of the paper's. The last line printed is
+``complexity: {...}`` (JSON).
 """
 import argparse
 import json
 import sys
-from functools import partial
-from importlib import import_module
-
-import torch
-from mmengine.analysis import get_model_complexity_info
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
+from convnext_dense.tooling.flops import count_config, default_shape, official_figures
 from convnext_dense.tooling.runner_setup import SetupError, add_cfg_options_arg, load_config
-
-# Published FLOPs are at 1280x800 for COCO detection and 2048x512 for ADE20K segmentation.
-DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048))
-DATA_SAMPLES = dict(mmdet='mmdet.structures.DetDataSample', mmseg='mmseg.structures.SegDataSample')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='config file')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input image size (default: 800 1280 for mmdet configs, 512 2048 for mmseg configs)')
+                        help='input image size (default: 1280 800 for mmdet configs; for mmseg configs 4 crop '
+                        'heights by 1 crop width, i.e. 2048 512 for 512 crops and 2560 640 for 640 crops)')
     add_cfg_options_arg(parser)
-    return parser.parse_args()
-
-
-def build_inputs(model: torch.nn.Module, scope: str, height: int, width: int) -> tuple:
-    """One preprocessed image of the given size, with the metadata the model's heads read."""
-    module, name = DATA_SAMPLES[scope].rsplit('.', 1)
-    data_sample_type = getattr(import_module(module), name)
-    meta = dict(img_shape=(height, width), ori_shape=(height, width), scale_factor=(1., 1.))
-    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    data = model.data_preprocessor(dict(inputs=[image], data_samples=[data_sample_type(metainfo=meta)]), False)
-    return data['inputs'], data['data_samples']
-
-
-def complexity(model: torch.nn.Module, inputs: torch.Tensor) -> dict:
-    info = get_model_complexity_info(model, inputs=(inputs, ), show_table=False, show_arch=False)
-    return dict(params=int(info['params']), flops=int(info['flops']))
+    args = parser.parse_args()
+    if args.shape is not None and min(args.shape) < 32:
+        parser.error(f'--shape must be at least 32x32, got {args.shape[0]}x{args.shape[1]}')
+    return args
 
 
 def main():
     args = parse_args()
     try:
         cfg = load_config(args.config, args.cfg_options)
-    except SetupError as exc:
+        height, width = args.shape or default_shape(cfg)
+        count = count_config(cfg, (height, width))
+    except (SetupError, ValueError) as exc:
         sys.exit(f'error: {exc}')
-    init_default_scope(cfg.default_scope)
-    # Weights do not change the count: the backbone's pretrained checkpoint is not needed.
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
-    height, width = args.shape or DEFAULT_SHAPES[cfg.default_scope]
-    inputs, data_samples = build_inputs(model, cfg.default_scope, height, width)
-    with torch.no_grad():
-        backbone = complexity(model.backbone, inputs)
-        model.forward = partial(model.forward, data_samples=data_samples, mode='tensor')
-        whole = complexity(model, inputs)
-    padded = 'x'.join(str(s) for s in inputs.shape[-2:])
-    print(f'{args.config}: input {height}x{width} (padded to {padded})')
-    print(f'{"":10} {"params":>10} {"FLOPs":>10}')
-    for name, counts in (('model', whole), ('backbone', backbone)):
-        print(f'{name:10} {counts["params"] / 1e6:>9.2f}M {counts["flops"] / 1e9:>9.2f}G')
-    print('complexity: ' + json.dumps(dict(config=args.config, input_shape=[height, width],
-                                           padded_shape=list(inputs.shape[-2:]), model=whole, backbone=backbone)))
+    official = official_figures(args.config)
+
+    print(f'{args.config}: input {height}x{width} (padded to {count.shape[0]}x{count.shape[1]})')
+    print(f'counted: {count.counted}')
+    print(f'{"":22} {"params":>10} {"FLOPs":>10}')
+    print(f'{"model":22} {count.params / 1e6:>9.2f}M {count.flops / 1e9:>9.2f}G')
+    for part, counts in count.parts.items():
+        print(f'  {part:20} {counts["params"] / 1e6:>9.2f}M {counts["flops"] / 1e9:>9.2f}G')
+    if official:
+        print(f'published: {official["params_m"]}M params, {official["gflops"]}G FLOPs '
+              f'(ours {100 * (count.flops / 1e9 / official["gflops"] - 1):+.1f}%)')
+    print('not counted (element-wise and unknown ops): '
+          + (', '.join(f'{op} x{n}' for op, n in sorted(count.uncounted_ops.items())) or 'none'))
+    print('complexity: ' + json.dumps(dict(
+        config=args.config, input_shape=[height, width], padded_shape=list(count.shape), counted=count.counted,
+        model=dict(params=count.params, flops=count.flops), backbone=count.parts['backbone'], parts=count.parts,
+        uncounted_ops=count.uncounted_ops, official=official)))
 
 
 if __name__ == '__main__':
