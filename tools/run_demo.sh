@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end demo, on a CPU and with no downloads: write the synthetic data set under ./data/demo (if absent),
 # train Mask R-CNN with a ConvNeXt-atto backbone on it, evaluate the last checkpoint with tools/test.py (box and mask
-# AP), then the same for UperNet (mIoU). The models start from random weights.
+# AP), then the same for UperNet (mIoU). The models start from random weights. At the end it draws pictures and
+# prints their paths: both models' predictions on a few validation images (tools/image_demo.py), the training curves
+# (tools/plot_curves.py) and the backbone's four output maps for one image (tools/vis_features.py).
 #
 #   tools/run_demo.sh [WORK_DIR]                 # default ./work_dirs/demo
 #   SKIP_UPERNET=1 tools/run_demo.sh             # detection only
@@ -58,3 +60,29 @@ for name, keys in (('mask_rcnn', ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/seg
         metrics = json.loads(path.read_text().split('metrics: ', 1)[1])
         print(f'{name:10} ' + '  '.join(f'{key}={metrics[key]:.3f}' for key in keys))
 PY
+
+# pictures NAME TOOL ARGS...: run a picture tool (log: $WORK_DIR/NAME.log) and print the PNGs it wrote.
+pictures() {
+  local log=$WORK_DIR/$1.log tool=$REPO/tools/$2
+  shift 2
+  "$PYTHON" "$tool" "$@" > "$log" 2>&1 || { tail -n 40 "$log"; exit 1; }
+  grep -E '\.png$' "$log"
+}
+
+NUM_PICTURES=4
+det_images=(data/demo/coco/val2017/*.jpg)
+echo "== pictures: predictions on $NUM_PICTURES validation images, training curves, backbone outputs"
+pictures mask_rcnn.pictures image_demo.py "$REPO/configs/demo/mask_rcnn_convnext_atto_demo.py" \
+  "$(cat "$WORK_DIR/mask_rcnn/last_checkpoint")" "${det_images[@]:0:NUM_PICTURES}" \
+  --out-dir "$WORK_DIR/mask_rcnn/pictures"
+curve_dirs=("$WORK_DIR/mask_rcnn")
+if [ -z "${SKIP_UPERNET:-}" ]; then
+  seg_images=(data/demo/ade/ADEChallengeData2016/images/validation/*.jpg)
+  pictures upernet.pictures image_demo.py "$REPO/configs/demo/upernet_convnext_atto_demo.py" \
+    "$(cat "$WORK_DIR/upernet/last_checkpoint")" "${seg_images[@]:0:NUM_PICTURES}" \
+    --out-dir "$WORK_DIR/upernet/pictures"
+  curve_dirs+=("$WORK_DIR/upernet")
+fi
+pictures curves plot_curves.py "${curve_dirs[@]}" --out "$WORK_DIR/curves.png"
+pictures features vis_features.py "$REPO/configs/demo/mask_rcnn_convnext_atto_demo.py" "${det_images[0]}" \
+  --checkpoint "$(cat "$WORK_DIR/mask_rcnn/last_checkpoint")" --out "$WORK_DIR/mask_rcnn/features.png"

@@ -1,5 +1,5 @@
 """tools/run_demo.sh, the README's first command, runs the whole demo (data, training, testing) and prints the
-metrics of both models."""
+metrics of both models, then pictures of their predictions."""
 import os
 import re
 import subprocess
@@ -24,3 +24,6 @@ def test_run_demo_script_end_to_end(tmp_path):
     assert (tmp_path / 'work' / 'mask_rcnn' / 'epoch_1.pth').is_file()
     assert (tmp_path / 'work' / 'upernet' / 'iter_4.pth').is_file()
     assert len(list((tmp_path / 'data' / 'demo' / 'coco' / 'train2017').glob('*.jpg'))) == 8  # left as it was
+    # it ends by drawing predictions, curves and feature maps, and prints their paths
+    pngs = re.findall(r'^(\S+\.png)$', out, re.M)
+    assert len(pngs) == 10 and all((tmp_path / p).is_file() for p in pngs), out
