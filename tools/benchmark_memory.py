@@ -8,12 +8,20 @@ reserved over the timed steps, median step time and throughput, as a table, JSON
 On a machine without a GPU the same run reports the peak RSS of each process and CPU times, labelled as such (AMP
 needs CUDA, so the CPU run trains in fp32); this is what CI smoke-tests.
 
+--estimate predicts, on a CPU, the peak GPU memory (allocated) of each config's training step, AMP as on a GPU, from
+one real step with tensor-level accounting (convnext_dense/tooling/memory_estimate.py), as ``estimated_peak_gib``.
+--estimate --validate checks those predictions against H100 measurements of mmdet's own configs
+(convnext_dense/tooling/memory_anchors.py) and prints the validation table; it exits 1 if one is out of tolerance.
+
     python tools/benchmark_memory.py configs/cascade_rcnn/convnext_t_3x.py configs/cascade_rcnn/swin_t_3x.py
     python tools/benchmark_memory.py CONFIG --cfg-options model.backbone.with_cp=True --out-dir work_dirs/cp
+    python tools/benchmark_memory.py --estimate configs/cascade_rcnn/convnext_b_3x.py configs/cascade_rcnn/swin_b_3x.py
+    python tools/benchmark_memory.py --estimate --validate --out-dir work_dirs/memory_validation
 """
 import argparse
 import copy
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +31,19 @@ import convnext_dense.tooling.benchmark as common
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    common.add_common_args(parser, out_dir='work_dirs/benchmark_memory')
+    common.add_common_args(parser, out_dir='work_dirs/benchmark_memory', configs_required=False)
+    parser.add_argument('--estimate', action='store_true', help='predict the peak GPU training memory on the CPU '
+                        '(one step, AMP as the config asks; --iters/--warmup/--device do not apply)')
+    parser.add_argument('--validate', action='store_true', help='with --estimate and no CONFIG: estimate the '
+                        'configs of the H100 memory anchors and compare')
     args = parser.parse_args(argv)
+    if args.validate and (not args.estimate or args.configs):
+        parser.error('--validate takes no CONFIG and needs --estimate: '
+                     'python tools/benchmark_memory.py --estimate --validate')
+    if not args.configs and not args.validate:
+        parser.error('give at least one CONFIG (or --estimate --validate)')
+    if args.estimate and args.device == 'cuda':
+        parser.error('--estimate runs on the CPU; drop --device cuda to measure on the GPU instead')
     common.check_args(parser, args)
     return args
 
@@ -69,6 +88,65 @@ def measure(args) -> dict:
     return result
 
 
+def estimate(args) -> dict:
+    from convnext_dense.tooling.memory_estimate import estimate_peak
+    cfg = common.load_config(args.configs[0], args.cfg_options)
+    shape = common.image_shape(cfg, args.shape)
+    estimated = estimate_peak(cfg, args.batch_size, shape, seed=args.seed)
+    gib = {key.replace('_bytes', '_gib'): value / common.GIB for key, value in estimated.items()
+           if key.endswith('_bytes')}
+    return dict(task=common.task_of(cfg), precision='amp (half-precision sizes)' if estimated['amp'] else 'fp32',
+                image_shape=list(shape), batch_size=args.batch_size, backbone_cfg=cfg.model.backbone.to_dict(),
+                env=common.environment(torch.device('cpu')), params_m=estimated['params_m'],
+                peak_phase=estimated['peak_phase'], **gib)
+
+
+def report_estimates(args, results) -> int:
+    columns = {'params_m': ('params (M)', '.1f'), 'estimated_peak_gib': ('estimated peak (GiB)', '.3f'),
+               'static_gib': ('params+buffers+opt state (GiB)', '.3f'),
+               'half_precision_at_peak_gib': ('half precision at peak (GiB)', '.3f')}
+    headers = ['config', 'status', 'precision', 'image', *(title for title, _ in columns.values()), 'peak in']
+    rows = [[r['name'], r['status'], r.get('precision', '-'), 'x'.join(map(str, r.get('image_shape', []))) or '-',
+             *(common.fmt(r.get(key), spec) for key, (_, spec) in columns.items()), r.get('peak_phase', '-')]
+            for r in results]
+    env = common.result_env(results)
+    settings = (f'ESTIMATE of peak GPU memory allocated by a training step (batch {args.batch_size}), from one CPU '
+                f'step with tensor-level accounting | torch {env.get("torch", "?")} | mmdet {env.get("mmdet", "?")} '
+                f'| cfg-options {args.cfg_options or "none"}')
+    table = '\n'.join([settings, '', common.format_table(headers, rows)])
+    payload = dict(tool='benchmark_memory', title=settings, **env, memory_metric='estimated_gpu_peak_allocated',
+                   settings=dict(batch_size=args.batch_size, shape=args.shape, seed=args.seed,
+                                 cfg_options=args.cfg_options), results=results)
+    if args.validate:
+        from convnext_dense.tooling.memory_anchors import validation_rows
+        payload['validation'] = validation_rows({r['name']: r.get('estimated_peak_gib') for r in results})
+        table += '\n\n' + validation_table(payload['validation'])
+    print(table)
+    panels = [('estimated peak GPU memory (training)', 'GiB',
+               {'estimate': [r.get('estimated_peak_gib') for r in results],
+                **({'H100 anchor': [v['anchor_gib'] for v in payload['validation']]} if args.validate else {})})]
+    paths = common.write_report(args.out_dir, 'benchmark_memory', payload, table, panels, [r['name'] for r in results])
+    print(f"\nwrote {paths['json']}, {paths['table']}, {paths['png']}")
+    failed = any(r['status'] == 'failed' for r in results)
+    return 1 if failed or (args.validate and not all(v['ok'] for v in payload['validation'])) else 0
+
+
+def validation_table(rows) -> str:
+    """Markdown, for the README: estimate vs H100 anchor per config, and the ConvNeXt/Swin ratios."""
+    from convnext_dense.tooling.memory_anchors import MAX_ERROR, MAX_RATIO_ERROR
+    lines = [f'Validation against H100 measurements (tolerance: {MAX_ERROR:.0%} per config, '
+             f'{MAX_RATIO_ERROR} on the ConvNeXt/Swin ratio)', '',
+             '| config | H100 anchor (GiB) | CPU estimate (GiB) | error | ConvNeXt/Swin anchor | '
+             'ConvNeXt/Swin estimate | ok |', '|---|---|---|---|---|---|---|']
+    for v in rows:
+        error = '-' if v['error'] is None else f"{v['error']:+.1%}"
+        ratio = lambda key: common.fmt(v.get(key), '.3f')  # noqa: E731
+        lines.append(f"| {v['name']} | {v['anchor_gib']:.2f} | {common.fmt(v['estimated_peak_gib'], '.2f')} | "
+                     f"{error} | {ratio('anchor_ratio')} | {ratio('estimated_ratio')} | "
+                     f"{'yes' if v['ok'] else 'NO'} |")
+    return '\n'.join(lines)
+
+
 def report(args, results) -> int:
     env = common.result_env(results)
     gpu = env.get('device') == 'cuda'
@@ -108,7 +186,14 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker_result:
-        return common.worker_main(args, measure)
+        return common.worker_main(args, estimate if args.estimate else measure)
+    if args.validate:
+        from convnext_dense.tooling.memory_anchors import write_anchor_configs
+        args.configs = write_anchor_configs(Path(args.out_dir) / 'anchor_configs')
+        argv = [*args.configs, *(a for a in argv if a != '--validate')]
+    if args.estimate:
+        args.device = 'cpu'  # the workers' environment() then names the CPU
+        return report_estimates(args, common.run_isolated(__file__, args, argv))
     return report(args, common.run_isolated(__file__, args, argv))
 
 

@@ -27,9 +27,9 @@ GIB = 2**30
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
-def add_common_args(parser: argparse.ArgumentParser, out_dir: str):
+def add_common_args(parser: argparse.ArgumentParser, out_dir: str, configs_required: bool = True):
     from mmengine.config import DictAction
-    parser.add_argument('configs', nargs='+', metavar='CONFIG', help='mmdet or mmseg config files, each measured '
+    parser.add_argument('configs', nargs='+' if configs_required else '*', metavar='CONFIG', help='mmdet or mmseg config files, each measured '
                         'in its own process')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='overrides applied to every config, e.g. model.backbone.with_cp=True')

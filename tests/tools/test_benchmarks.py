@@ -169,3 +169,32 @@ def test_synthetic_batches_train_every_head(config, losses, monkeypatch):
     log_vars = model.train_step(batch, build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01))))
     for loss in losses:
         assert torch.isfinite(log_vars[loss]), loss
+
+
+def test_results_table_from_a_tiny_cpu_run(memory_run, tmp_path):
+    """tools/results_table.py reads the folder layout of tools/gpu_check.sh: memory_<setting>/ and backbone/."""
+    import shutil
+    _, memory_dir = memory_run
+    shutil.copytree(memory_dir, tmp_path / 'memory_default')
+    proc = run_tool('benchmark_backbone', '--arch', 'atto', '--impls', 'ours', 'mmpretrain', '--device', 'cpu',
+                    '--amp', 'fp32', '--shape', '64', '96', '--iters', '1', '--warmup', '1',
+                    '--out-dir', str(tmp_path / 'backbone'))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    backbone = json.loads((tmp_path / 'backbone' / 'benchmark_backbone.json').read_text())
+    assert [r['name'] for r in backbone['results']] == ['ours', 'mmpretrain']
+    assert all(r['status'] == 'ok' and r['train_median_s'] > 0 for r in backbone['results'])
+    assert backbone['results'][0]['params_m'] == pytest.approx(backbone['results'][1]['params_m'], rel=0.01)
+
+    proc = run_tool('results_table', str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / 'RESULTS.md').read_text()
+    assert table.strip() == proc.stdout.strip()
+    assert f'torch {torch.__version__}' in table and 'CPU RUN' in table
+    assert '| bench_mask_rcnn_convnext_atto | default |' in table and '| bench_upernet_convnext_atto | default |' in table
+    assert '| ours |' in table and '| mmpretrain |' in table
+    # Only the backbone targets' inputs exist partly; everything not measured says so instead of passing.
+    assert table.count('not measured') == 5
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    proc = run_tool('results_table', str(empty))
+    assert proc.returncode != 0 and 'no benchmark_memory.json or benchmark_backbone.json' in proc.stderr

@@ -1,0 +1,112 @@
+"""The README's results table, generated from one folder of benchmark JSON (what tools/gpu_check.sh writes).
+
+Reads every ``benchmark_memory.json`` (the folder it sits in names the setting: ``memory_default``,
+``memory_fastest``, ``memory_leanest``) and ``benchmark_backbone.json`` under FOLDER, and prints markdown naming the
+device, torch and CUDA: the detector table, the backbone table and the targets of issue 9 as measured ratios. The
+markdown is also written to FOLDER/RESULTS.md.
+
+    python tools/results_table.py work_dirs/gpu_check
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# The targets of issue 9, as ratios measured in one run.
+BACKBONE_SPEEDUP = 2.5
+FASTEST_TIME, FASTEST_MEMORY, LEANEST_MEMORY = 0.75, 0.9, 0.5
+
+
+def load(folder: Path):
+    memory, backbone = {}, None
+    for path in sorted(folder.rglob('benchmark_*.json')):
+        payload = json.loads(path.read_text())
+        if payload.get('tool') == 'benchmark_memory':
+            memory[path.parent.name.removeprefix('memory_')] = payload
+        elif payload.get('tool') == 'benchmark_backbone':
+            backbone = payload
+    if not memory and backbone is None:
+        raise SystemExit(f'error: no benchmark_memory.json or benchmark_backbone.json under {folder}; '
+                         'run tools/gpu_check.sh (or the benchmark tools with --out-dir inside it) first')
+    return memory, backbone
+
+
+def memory_gib(result: dict):
+    if 'train_peak_allocated_gib' in result:
+        return result['train_peak_allocated_gib']
+    return result['peak_rss_mib'] / 1024 if 'peak_rss_mib' in result else None
+
+
+def fmt(value, spec='.3f'):
+    return 'n/a' if value is None else format(value, spec)
+
+
+def target_line(text: str, value, limit: float, at_least: bool) -> str:
+    if value is None:
+        return f'| {text} | n/a | {"≥" if at_least else "≤"} {limit} | not measured |'
+    met = value >= limit if at_least else value <= limit
+    return f'| {text} | {value:.3f} | {"≥" if at_least else "≤"} {limit} | {"met" if met else "MISSED"} |'
+
+
+def markdown(memory: dict, backbone) -> str:
+    first = next(iter(memory.values()), backbone)
+    cuda = f", CUDA {first['cuda']}" if first.get('cuda') else ''
+    lines = [f"Measured on {first.get('device_name', '?')}, torch {first.get('torch', '?')}{cuda}, "
+             f"mmdet {first.get('mmdet', '?')}, mmcv {first.get('mmcv', '?')}."]
+    gpu = first.get('device') == 'cuda'
+    if not gpu:
+        lines.append('CPU RUN: memory is the peak RSS of each process, not GPU memory; the targets need a GPU run.')
+    lookup = {}
+    if memory:
+        lines += ['', '| config | setting | precision | params (M) | train peak '
+                  f"{'alloc' if gpu else 'RSS'} (GiB) | train step (s) |", '|---|---|---|---|---|---|']
+        for setting, payload in memory.items():
+            for r in payload['results']:
+                lookup[r['name'], setting] = r
+                lines.append(f"| {r['name']} | {setting} | {r.get('precision', '-')} | {fmt(r.get('params_m'), '.1f')} "
+                             f"| {fmt(memory_gib(r))} | {fmt(r.get('step_median_s'), '.4f')} |")
+    impls = {}
+    if backbone:
+        s = backbone['settings']
+        lines += ['', f"ConvNeXt-{s['arch']} backbone forward+backward, {s['amp']}, batch {s['batch_size']}, "
+                  f"{s['shape'][0]}x{s['shape'][1]}:", '',
+                  '| implementation | fwd+bwd (ms) | peak alloc (GiB) |', '|---|---|---|']
+        for r in backbone['results']:
+            impls[r['name']] = r.get('train_median_s')
+            lines.append(f"| {r['name']} | {fmt(r.get('train_median_s') and r['train_median_s'] * 1e3, '.1f')} | "
+                         f"{fmt(r.get('train_peak_allocated_gib'))} |")
+
+    def ratio(a, b):
+        return None if a is None or not b else a / b
+
+    swin = lookup.get(('swin_b_3x', 'default'), {})
+    fastest, leanest = lookup.get(('convnext_b_3x', 'fastest'), {}), lookup.get(('convnext_b_3x', 'leanest'), {})
+    ours = impls.get('ours_channels_last_compile')
+    lines += ['', '| target | measured | limit | |', '|---|---|---|---|',
+              target_line('backbone: mmpretrain eager time / ours (fastest)', ratio(impls.get('mmpretrain'), ours),
+                          BACKBONE_SPEEDUP, True),
+              target_line('backbone: ours (fastest) / timm channels_last+compile time',
+                          ratio(ours, impls.get('timm_channels_last_compile')), 1.0, False),
+              target_line('Cascade B fastest / Swin-B: step time', ratio(fastest.get('step_median_s'),
+                                                                        swin.get('step_median_s')), FASTEST_TIME, False),
+              target_line('Cascade B fastest / Swin-B: peak memory', ratio(memory_gib(fastest), memory_gib(swin)),
+                          FASTEST_MEMORY, False),
+              target_line('Cascade B leanest / Swin-B: peak memory', ratio(memory_gib(leanest), memory_gib(swin)),
+                          LEANEST_MEMORY, False)]
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('folder', type=Path)
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f'{args.folder} is not a folder')
+    text = markdown(*load(args.folder))
+    print(text)
+    (args.folder / 'RESULTS.md').write_text(text + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
