@@ -54,15 +54,20 @@ def mmengine_safe_globals() -> List[Callable]:
     none)."""
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
-    np_core = np._core if int(np.__version__.split('.')[0]) >= 2 else np.core
+    numpy2 = int(np.__version__.split('.')[0]) >= 2
+    np_core = np._core if numpy2 else np.core
     dtype_classes = [type(np.dtype(t)) for t in (np.bool_, np.uint8, np.int32, np.uint32, np.int64, np.float16,
                                                   np.float32, np.float64)]
     # getattr: a HistoryBuffer pickles its statistics methods as getattr(HistoryBuffer, name). The weights-only
     # unpickler calls only allowlisted functions, so what getattr returns cannot be called while loading.
     allowed = [np_core.multiarray._reconstruct, np.ndarray, np.dtype, np_core.multiarray.scalar, *dtype_classes,
                HistoryBuffer, getattr]
+    # A checkpoint written under the other numpy major version names the module the other way.
+    other = 'numpy.core' if numpy2 else 'numpy._core'
+    aliases = [(np_core.multiarray._reconstruct, f'{other}.multiarray._reconstruct'),
+               (np_core.multiarray.scalar, f'{other}.multiarray.scalar')]
     own = getattr(mmengine_checkpoint, 'get_torch_safe_globals', None)
-    return allowed + [g for g in (own() if own is not None else []) if g not in allowed]
+    return allowed + aliases + [g for g in (own() if own is not None else []) if g not in allowed]
 
 
 def load_from_local(filename: str, map_location=None) -> dict:

@@ -8,7 +8,6 @@ mmdetection's projects/ConvNeXt-V2 port (Mask R-CNN V2-B settings and result) an
 choice and the configs say so; the rows pin them so a config cannot drift silently.
 """
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Dict, NamedTuple, Optional
 
@@ -20,6 +19,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  registers the backbone and the constructor, resolves mmdet::/mmseg:: scopes
 from convnext_dense.models.backbones.convnext import ARCHS
+from test_configs import build, load, num_params  # the V1 recipe tests' helpers, same folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,24 +77,6 @@ SEG = {
                                                         True, 640),
 }
 ALL = {**DET, **SEG}
-
-
-@lru_cache(maxsize=None)
-def load(name: str) -> Config:
-    return Config.fromfile(str(ROOT / 'configs' / name))
-
-
-def build(cfg: Config, device: str) -> torch.nn.Module:
-    """The model without its pretrained weights; 'meta' builds the big ones with no memory or init cost."""
-    model_cfg = cfg.model.copy()
-    model_cfg.backbone.init_cfg = None
-    init_default_scope(cfg.default_scope)
-    with torch.device(device):
-        return MODELS.build(model_cfg)
-
-
-def num_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def test_every_v2_config_has_a_recipe_row():

@@ -2,11 +2,10 @@
 import re
 
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
 
-from conftest import import_mmpretrain_convnext, randomize_
+from conftest import import_mmpretrain_convnext, import_timm, randomize_
 from convnext_dense import CheckpointError, ConvNeXt, load_pretrained
 
 TOL = dict(rtol=0, atol=1e-5)
@@ -76,7 +75,7 @@ def _unnormalized(reference, x, index):
                                                  ('convnextv2_atto', 'atto', 2)])
 @pytest.mark.parametrize('features_only', [True, False])
 def test_timm_checkpoints_give_timm_features(name, arch, version, features_only, save):
-    reference = randomize_(timm.create_model(name, pretrained=False, features_only=features_only)).eval()
+    reference = randomize_(import_timm().create_model(name, pretrained=False, features_only=features_only)).eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         features = reference(x) if features_only else reference.forward_intermediates(x, intermediates_only=True)

@@ -25,14 +25,6 @@ DET_CONFIG = REPO / 'configs/demo/mask_rcnn_convnext_atto_demo.py'
 SEG_CONFIG = REPO / 'configs/demo/upernet_convnext_atto_demo.py'
 
 
-@pytest.fixture(scope='module')
-def demo_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp('demo')
-    subprocess.run([sys.executable, str(REPO / 'tools/make_demo_data.py'), '--out', str(out), '--num-train', '6',
-                    '--num-val', '2'], check=True, capture_output=True)
-    return out
-
-
 @pytest.fixture
 def coco(demo_data, tmp_path):
     """A private copy of the demo COCO set: (root, training annotations as a dict, save function)."""

@@ -35,12 +35,14 @@ PUBLISHED = {
     'cascade_rcnn/swin_s_3x.py': (838, 107),
     'cascade_rcnn/swin_b_3x.py': (982, 145),
 }
-# Tiny models take ~20 s each on one CPU core; the rest (and Mask R-CNN T, which tests/tools/test_get_flops.py
-# counts through the tool) run with the slow tests.
+# Tiny models take ~20 s each on one CPU core and run on both stacks; the rest (and Mask R-CNN T, which
+# tests/tools/test_get_flops.py counts through the tool) take ~11 minutes together and run with the slow tests of the
+# development stack (marker full_size).
 QUICK = ('cascade_rcnn/convnext_t_3x.py', 'upernet/convnext_t_160k_ade20k.py')
+FULL_SIZE = (pytest.mark.slow, pytest.mark.full_size)
 
 
-@pytest.mark.parametrize('config', [c if c in QUICK else pytest.param(c, marks=pytest.mark.slow) for c in PUBLISHED])
+@pytest.mark.parametrize('config', [c if c in QUICK else pytest.param(c, marks=FULL_SIZE) for c in PUBLISHED])
 def test_published_figures_within_3_percent(config):
     gflops, params_m = PUBLISHED[config]
     count = count_config(load_config(str(CONFIGS / config)))

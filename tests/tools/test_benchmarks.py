@@ -116,6 +116,7 @@ def test_a_failing_config_is_reported_and_fails_the_run(tmp_path):
 
 def test_gpu_results_are_reported_as_gpu_memory(tmp_path, monkeypatch, capsys):
     """The GPU side of the report, fed with what a CUDA worker writes (this machine has no GPU to produce it)."""
+    monkeypatch.syspath_prepend(str(ROOT / 'tools'))
     import benchmark_memory
     args = benchmark_memory.parse_args([DETECTION, SEGMENTATION, '--out-dir', str(tmp_path)])
     env = dict(device='cuda', device_name='NVIDIA H100 80GB HBM3', torch=torch.__version__, cuda='13.0')
@@ -174,6 +175,8 @@ def test_synthetic_batches_train_every_head(config, losses, monkeypatch):
 def test_results_table_from_a_tiny_cpu_run(memory_run, tmp_path):
     """tools/results_table.py reads the folder layout of tools/gpu_check.sh: memory_<setting>/ and backbone/."""
     import shutil
+    pytest.importorskip('mmpretrain', reason='the backbone benchmark compares with mmpretrain, which is not installed '
+                        'on this stack')
     _, memory_dir = memory_run
     shutil.copytree(memory_dir, tmp_path / 'memory_default')
     proc = run_tool('benchmark_backbone', '--arch', 'atto', '--impls', 'ours', 'mmpretrain', '--device', 'cpu',

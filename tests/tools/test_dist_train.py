@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from conftest import write_demo_data
 import convnext_dense  # noqa: F401  our weights-only checkpoint loader
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp('demo')
-    subprocess.run([sys.executable, str(REPO / 'tools/make_demo_data.py'), '--out', str(out), '--num-train', '8',
-                    '--num-val', '2'], check=True, capture_output=True)
-    return out
+    return write_demo_data(tmp_path_factory.mktemp('demo'), num_train=8)
 
 
 def free_port() -> int:
@@ -35,7 +34,7 @@ def dist_train(config, work_dir, options):
                '--cfg-options', 'log_level=DEBUG', 'default_hooks.logger.interval=1', 'train_cfg.val_begin=1000',
                'train_dataloader.batch_size=2', *options]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, 'PORT': str(free_port())}, timeout=300)
+                            env={**os.environ, 'PORT': str(free_port()), 'PYTHON': sys.executable}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = {int(re.search(r'rank(\d+)\.log$', p.name).group(1)): p.read_text() for p in work_dir.glob('*/*_rank*.log')}
     assert sorted(logs) == [0, 1], 'one log per rank'

@@ -141,7 +141,7 @@ def test_two_nodes_on_localhost_end_with_the_same_weights(tmp_path):
                f'val_evaluator.ann_file={root}/annotations/instances_val2017.json', 'train_cfg.max_epochs=1',
                'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=1',
                'default_hooks.logger.interval=1']
-    env = {**os.environ, 'NNODES': '2', 'MASTER_ADDR': '127.0.0.1', 'PORT': str(free_port()),
+    env = {**os.environ, 'NNODES': '2', 'MASTER_ADDR': '127.0.0.1', 'PORT': str(free_port()), 'PYTHON': sys.executable,
            'PYTHONPATH': os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')])}
     nodes = [subprocess.Popen(['bash', str(TOOLS / 'dist_train.sh'), str(config), '1', '--work-dir',
                                str(tmp_path / f'node{rank}'), *options], cwd=REPO, env={**env, 'NODE_RANK': str(rank)},
