@@ -1,6 +1,8 @@
 """The backbone drops into an unmodified mmdet config the way the README tells users to: custom_imports, a backbone
 override and the neck's in_channels; the detector then trains (a loss, a backward pass and an optimizer step with our
 layer-decay constructor, named as in mmdet's ConvNeXt configs)."""
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -96,3 +98,48 @@ def test_roi_heads_read_the_features_right(user_config):
         as_given = extractor(features[:extractor.num_inputs], rois)
         contiguous = extractor([f.contiguous() for f in features[:extractor.num_inputs]], rois)
     torch.testing.assert_close(as_given, contiguous)
+
+
+def _run_isolated(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_registers_every_type_the_tools_write_into_configs():
+    """Configs saved by tools/train.py name GuardedLoad and our hooks: `import convnext_dense` alone (no tooling)
+    registers them where stock mmdet and mmseg tools look them up."""
+    result = _run_isolated("""
+        import sys
+        import convnext_dense
+        assert not any(m.startswith('convnext_dense.tooling') for m in sys.modules), 'the import pulls in tooling'
+        from mmengine.registry import DefaultScope
+        for scope in ('mmdet', 'mmseg'):
+            registries = __import__(f'{scope}.registry', fromlist=['TRANSFORMS', 'HOOKS'])
+            with DefaultScope.overwrite_default_scope(scope):
+                assert registries.TRANSFORMS.get('GuardedLoad') is convnext_dense.GuardedLoad
+                for hook in ('CheckFiniteLossHook', 'ReproducibleResumeHook'):
+                    assert registries.HOOKS.get(hook) is getattr(convnext_dense, hook)
+        print('ok')
+        """)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == 'ok', result.stderr[-3000:]
+
+
+@pytest.mark.parametrize('present, absent', [('mmdet', 'mmseg'), ('mmseg', 'mmdet')])
+def test_the_import_works_with_mmdet_alone_or_mmseg_alone(present, absent):
+    result = _run_isolated(f"""
+        import sys
+        sys.modules[{absent!r}] = None  # as if it were not installed
+        import torch
+        from mmengine.optim import build_optim_wrapper
+        from mmengine.registry import DefaultScope
+        import convnext_dense
+        model = torch.nn.Module()
+        model.backbone = convnext_dense.ConvNeXt('atto')
+        cfg = dict(optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
+                   constructor='LearningRateDecayOptimizerConstructor',
+                   paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6))
+        with DefaultScope.overwrite_default_scope({present!r}):
+            optimizer = build_optim_wrapper(model, cfg).optimizer
+        print(len({{round(g['lr'], 12) for g in optimizer.param_groups}}))
+        """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.strip().splitlines()[-1]) == 7  # layer ids 0, 1, 2, 3, 4, 6 and the output norms (7)

@@ -14,7 +14,7 @@ ConvNeXt one; mmseg's also serves BEiT and MAE). Importing this module makes tha
 """
 import copy
 import logging
-from importlib.util import find_spec
+from importlib import import_module
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -186,5 +186,10 @@ def _take_over(registry) -> None:
 
 
 for _package in HOST_PACKAGES:  # each optional: a user may have mmdet or mmseg alone
-    if find_spec(_package) is not None:
-        _take_over(__import__(f'{_package}.registry', fromlist=['OPTIM_WRAPPER_CONSTRUCTORS']).OPTIM_WRAPPER_CONSTRUCTORS)
+    try:
+        import_module(_package)
+    except ModuleNotFoundError as error:
+        if error.name != _package:  # the package is there but broken: say so
+            raise
+        continue
+    _take_over(import_module(f'{_package}.registry').OPTIM_WRAPPER_CONSTRUCTORS)
