@@ -12,14 +12,10 @@ from pathlib import Path
 from typing import Dict, NamedTuple, Optional
 
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
-from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  registers the backbone and the constructor, resolves mmdet::/mmseg:: scopes
 from convnext_dense.models.backbones.convnext import ARCHS
-from test_configs import build, load, num_params  # the V1 recipe tests' helpers, same folder
+from test_configs import _assert_layer_decay, build, load, num_params  # the V1 recipe tests' helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,16 +158,6 @@ def _released_backbone_params(arch: str) -> float:
     norms: what our backbone should hold."""
     dims = ARCHS[arch]['dims']
     return -(dims[-1] * 1000 + 1000) - 2 * dims[-1] + 2 * sum(dims)
-
-
-def _assert_layer_decay(cfg, model, recipe):
-    # Our constructor under the config's mmdet/mmseg scope: the stem gets lr * decay_rate ** (num_layers + 1), the heads
-    # the base lr. (AmpOptimWrapper needs a GPU; the parameter groups are the same.)
-    wrapper_cfg = cfg.optim_wrapper.copy()
-    wrapper_cfg.type = 'OptimWrapper'
-    lrs = {group['lr'] for group in build_optim_wrapper(model, wrapper_cfg).optimizer.param_groups}
-    assert min(lrs) == pytest.approx(recipe.lr * recipe.decay_rate**(recipe.num_layers + 1))
-    assert max(lrs) == pytest.approx(recipe.lr)
 
 
 @pytest.mark.parametrize('name', sorted(ALL))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import randomize_
-from convnext_dense import CheckpointError, ConvNeXt, load_pretrained
+from convnext_dense import ConvNeXt, load_pretrained
 from convnext_dense.models.backbones.convnext import ARCHS
 
 TOL = dict(rtol=0, atol=1e-5)

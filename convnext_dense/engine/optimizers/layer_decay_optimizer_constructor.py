@@ -17,7 +17,6 @@ import logging
 from importlib import import_module
 from typing import Callable, Dict, List, Optional, Tuple
 
-import torch
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
