@@ -24,10 +24,11 @@ from .patches import apply as _apply_patches
 from .datasets.transforms import BadSampleError, GuardedLoad
 from .engine.hooks import CheckFiniteLossHook, ReproducibleResumeHook
 from .engine.optimizers import LearningRateDecayOptimizerConstructor
-from .models import CheckpointError, ConvNeXt, LoadReport, load_pretrained
+from .models import CheckpointError, ConvNeXt, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
 
 __version__ = '0.1.0'
 __all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad',
-           'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ReproducibleResumeHook', 'load_pretrained']
+           'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'ReproducibleResumeHook',
+           'load_checkpoint', 'load_pretrained']
 
 _apply_patches()

@@ -1,4 +1,4 @@
-"""Reading ConvNeXt checkpoints in the official, mmpretrain and timm layouts, safely and loudly.
+"""Reading ConvNeXt checkpoints in the official, mmpretrain, timm and Hugging Face layouts, safely and loudly.
 
 Our backbone uses the official layout, so each foreign format is one table of renames onto it. Loading reports what
 loaded, what was dropped on purpose (classification heads), what is missing and what was unexpected, and raises when
@@ -16,15 +16,16 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
 
 from ..utils import first_n
 
-# (pattern, replacement) applied in order; replacement None drops the key (a classification head, deliberately).
-KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
+# (pattern, replacement) applied in order (a re.sub replacement); None drops the key (a classification head, on purpose).
+Renames = List[Tuple[str, Union[None, str, Callable]]]
+KEY_MAPS: Dict[str, Renames] = {
     'official': [
         (r'^head\.', None),
         # FCMAE pre-training's sparse encoder (MinkowskiEngine) wraps LayerNorm / Linear as `.ln` / `.linear` and names
@@ -51,14 +52,34 @@ KEY_MAPS: Dict[str, List[Tuple[str, Optional[str]]]] = {
         (r'\.mlp\.grn\.weight$', '.grn.gamma'),
         (r'\.mlp\.grn\.bias$', '.grn.beta'),
     ],
+    # transformers' ConvNextModel / ConvNextV2Model (classification) and ConvNextBackbone (inside
+    # UperNetForSemanticSegmentation, with an output norm per stage), once the model prefix is removed
+    'huggingface': [
+        (r'^classifier\.', None),
+        (r'^embeddings\.patch_embeddings\.', 'downsample_layers.0.0.'),
+        (r'^embeddings\.layernorm\.', 'downsample_layers.0.1.'),
+        (r'^encoder\.stages\.(\d+)\.downsampling_layer\.', r'downsample_layers.\1.'),
+        (r'^encoder\.stages\.(\d+)\.layers\.', r'stages.\1.'),
+        (r'\.layernorm\.', '.norm.'),
+        (r'\.layer_scale_parameter$', '.gamma'),
+        (r'\.grn\.weight$', '.grn.gamma'),
+        (r'\.grn\.bias$', '.grn.beta'),
+        (r'^hidden_states_norms\.stage(\d)\.', lambda m: f'norm{int(m.group(1)) - 1}.'),
+    ],
 }
 # The classifier's final norm, which the official dense-prediction code leaves unused (see the module docstring).
-CLASSIFIER_NORM = {'official': re.compile(r'^norm\.'), 'timm': re.compile(r'^head\.norm\.')}
+CLASSIFIER_NORM = {'official': re.compile(r'^norm\.'), 'timm': re.compile(r'^head\.norm\.'),
+                   'huggingface': re.compile(r'^layernorm\.')}
 WRAPPER_KEYS = ('state_dict', 'model', 'module', 'state_dict_ema')
 STRIPPED_PREFIXES = ('module.', '_orig_mod.')
 # The backbone inside a detector or segmentor, or the encoder of an FCMAE pre-training checkpoint (official
 # ConvNeXt-V2 main_pretrain.py): everything else (necks, heads; decoder, mask_token, proj, pred) is ignored and reported.
 BACKBONE_PREFIXES = ('backbone.', 'encoder.')
+# Hugging Face names the backbone after the model (``convnext.``, ``convnextv2.``, ``backbone.`` in UperNet), and its
+# ``encoder.`` is a part of it, not an FCMAE encoder: the backbone is whatever precedes ``embeddings.patch_embeddings``.
+HF_STEM = re.compile(r'^(.*?)embeddings\.patch_embeddings\.')
+# What Hugging Face's save_pretrained writes, in order of preference.
+HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 PRETRAINED_HOW_TO_ALLOW = ("load it with weights_only=False (for a backbone: init_cfg=dict(type='Pretrained', "
                            'checkpoint=..., weights_only=False))')
 # Output norms absent from classification checkpoints are expected: they start as identity LayerNorms.
@@ -91,7 +112,7 @@ class LoadReport:
                             ('output norms not in the checkpoint, at their fresh initialisation', self.fresh_norms),
                             ('outside the backbone, ignored', self.ignored_non_backbone)):
             if keys:
-                lines.append(f'  {label}: {len(keys)}: {_abbreviate(keys)}')
+                lines.append(f'  {label}: {len(keys)}: {abbreviate(keys)}')
         return '\n'.join(lines)
 
 
@@ -108,6 +129,8 @@ def safe_load(path: str, weights_only: bool = True, map_location='cpu', safe_glo
     if not Path(path).is_file():
         raise FileNotFoundError(f'checkpoint not found: {path}. Put the file there, or train without it '
                                 '(e.g. --cfg-options model.backbone.init_cfg=None)')
+    if str(path).endswith('.safetensors'):
+        return load_safetensors(path, map_location)
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=weights_only)
@@ -125,20 +148,47 @@ def safe_load(path: str, weights_only: bool = True, map_location='cpu', safe_glo
                               f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})') from exc
 
 
+def resolve_weights_file(path: str) -> str:
+    """``path``, or for a folder saved by Hugging Face's ``save_pretrained`` the weights file in it."""
+    if not Path(path).is_dir():
+        return str(path)
+    weights = next((Path(path) / name for name in HF_WEIGHT_FILES if (Path(path) / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f'{path}: a folder without {" or ".join(HF_WEIGHT_FILES)}; give a checkpoint file, or '
+                              'the folder of a Hugging Face model saved with save_pretrained')
+    return str(weights)
+
+
+def load_safetensors(path: str, map_location='cpu') -> Dict[str, torch.Tensor]:
+    """A ``.safetensors`` file, read with safetensors (it holds tensors only, so there is nothing to trust)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as error:
+        raise CheckpointError(f'{path}: reading .safetensors files needs the safetensors package (pip install '
+                              'safetensors)') from error
+    try:
+        return load_file(str(path), device=str(map_location))
+    except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
+        raise CheckpointError(f'{path}: cannot be read; it is truncated, corrupted or not a safetensors file '
+                              f'({type(exc).__name__}: {exc})') from exc
+
+
 def detect_format(state_dict: Dict[str, torch.Tensor]) -> str:
     keys = list(state_dict)
+    if any(k.startswith('embeddings.patch_embeddings.') for k in keys):
+        return 'huggingface'
     if any(k.startswith(('stem.', 'stem_')) or '.blocks.' in k for k in keys):
         return 'timm'
     if any('.depthwise_conv.' in k for k in keys):
         return 'mmpretrain'
     if any('.dwconv.' in k for k in keys) and any(k.startswith('downsample_layers.') for k in keys):
         return 'official'
-    raise CheckpointError('not a ConvNeXt checkpoint in a known format (official, mmpretrain or timm); '
+    raise CheckpointError('not a ConvNeXt checkpoint in a known format (official, mmpretrain, timm or Hugging Face); '
                           f'its first keys are {keys[:5]}')
 
 
-def to_backbone_state_dict(checkpoint: dict, report: LoadReport) -> Dict[str, torch.Tensor]:
-    """Unwrap (``state_dict``/``model``/...), strip ``module.``/``backbone.`` prefixes, detect the format, rename."""
+def unwrap_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint, out of its ``state_dict``/``model``/... wrappers, without ``module.`` prefixes."""
     state_dict = checkpoint
     while isinstance(state_dict, dict) and not _is_tensor_dict(state_dict):
         wrapper = next((k for k in WRAPPER_KEYS if isinstance(state_dict.get(k), dict)), None)
@@ -148,8 +198,22 @@ def to_backbone_state_dict(checkpoint: dict, report: LoadReport) -> Dict[str, to
     state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     for prefix in STRIPPED_PREFIXES:
         state_dict = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
-    prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)), None)
-    if prefix is not None:
+    return state_dict
+
+
+def backbone_prefix(state_dict: Dict[str, torch.Tensor]) -> str:
+    """The prefix of the backbone's keys in the checkpoint of a whole model, '' for a bare backbone."""
+    hf_prefix = next((m.group(1) for m in map(HF_STEM.match, state_dict) if m), None)
+    if hf_prefix is not None:
+        return hf_prefix
+    return next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)), '')
+
+
+def to_backbone_state_dict(checkpoint: dict, report: LoadReport) -> Dict[str, torch.Tensor]:
+    """Unwrap (``state_dict``/``model``/...), strip ``module.``/``backbone.`` prefixes, detect the format, rename."""
+    state_dict = unwrap_state_dict(checkpoint)
+    prefix = backbone_prefix(state_dict)
+    if prefix:
         report.ignored_non_backbone = sorted(k for k in state_dict if not k.startswith(prefix))
         state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     report.format = detect_format(state_dict)
@@ -161,7 +225,7 @@ def to_backbone_state_dict(checkpoint: dict, report: LoadReport) -> Dict[str, to
             continue
         if key.endswith('.kernel'):
             value = _dense_kernel(value)
-        new_key = _rename(key, KEY_MAPS[report.format])
+        new_key = rename(key, KEY_MAPS[report.format])
         if new_key is None:
             report.dropped_head.append(key)
         else:
@@ -173,7 +237,7 @@ def load_pretrained(model: torch.nn.Module, path: str, weights_only: bool = True
                     logger='current') -> LoadReport:
     """Load a checkpoint of any supported format into ``model`` (our ConvNeXt) and log what happened."""
     report = LoadReport(source=str(path), format='unknown')
-    checkpoint = safe_load(path, weights_only, map_location)
+    checkpoint = safe_load(resolve_weights_file(path), weights_only, map_location)
     try:
         state_dict = to_backbone_state_dict(checkpoint, report)
     except CheckpointError as exc:
@@ -194,14 +258,14 @@ def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
             report.unexpected.append(key)
         elif value.shape == own[key].shape:
             to_load[key] = value
-        elif _squeezed(value.shape) == _squeezed(own[key].shape):
+        elif squeezed(value.shape) == squeezed(own[key].shape):
             to_load[key] = value.reshape(own[key].shape)  # (1,1,1,C) GRN params, 1x1-conv MLP weights
         else:
             mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}')
     if mismatched:
         raise CheckpointError(f'{report.source}: {len(mismatched)} tensors do not fit the model, e.g. '
                               f'{"; ".join(mismatched[:3])}. The checkpoint is for another architecture'
-                              f'{_arch_hint(state_dict, getattr(model, "arch_settings", {}))}; set the backbone '
+                              f'{arch_hint(state_dict, getattr(model, "arch_settings", {}))}; set the backbone '
                               'arch/version/in_channels to match it')
     if not any(not OPTIONAL_KEY.match(k) for k in to_load):
         raise CheckpointError(f'{report.source}: none of the backbone weights were found in the checkpoint '
@@ -213,7 +277,7 @@ def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
     report.fresh_norms = sorted(k for k in own if k not in to_load and OPTIONAL_KEY.match(k))
 
 
-def _rename(key: str, rules: List[Tuple[str, Optional[str]]]) -> Optional[str]:
+def rename(key: str, rules: Renames) -> Optional[str]:
     for pattern, replacement in rules:
         if re.search(pattern, key):
             if replacement is None:
@@ -235,11 +299,11 @@ def _is_tensor_dict(d: dict) -> bool:
     return any(isinstance(v, torch.Tensor) for v in d.values())
 
 
-def _squeezed(shape: torch.Size) -> tuple:
+def squeezed(shape: torch.Size) -> tuple:
     return tuple(s for s in shape if s != 1)
 
 
-def _arch_hint(state_dict: Dict[str, torch.Tensor], archs: Dict[str, dict]) -> str:
+def arch_hint(state_dict: Dict[str, torch.Tensor], archs: Dict[str, dict]) -> str:
     """The arch the checkpoint looks like, among ``archs`` (the model's ``arch_settings``) or as depths/dims."""
     dims = tuple(state_dict[f'stages.{i}.0.dwconv.weight'].shape[0] for i in range(4)
                  if f'stages.{i}.0.dwconv.weight' in state_dict)
@@ -250,10 +314,10 @@ def _arch_hint(state_dict: Dict[str, torch.Tensor], archs: Dict[str, dict]) -> s
     return f' (it looks like arch={arch!r}, version={version})'
 
 
-def _abbreviate(keys: List[str], limit: int = 8) -> str:
-    """Group keys by their first two dotted parts so long lists stay readable."""
+def abbreviate(keys: List[str], limit: int = 8, depth: int = 2) -> str:
+    """Group keys by their first ``depth`` dotted parts so long lists stay readable."""
     groups: Dict[str, int] = {}
     for key in keys:
-        group = '.'.join(key.split('.')[:2])
+        group = '.'.join(key.split('.')[:depth])
         groups[group] = groups.get(group, 0) + 1
     return first_n((f'{g}.* ({n})' if n > 1 else g for g, n in groups.items()), limit)

@@ -1,12 +1,16 @@
 """Loading a trained model and running it on image files, for the tools that show what it predicts or sees
 (tools/image_demo.py, tools/vis_features.py): through mmdet's and mmseg's own inference APIs."""
+import copy
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import mmcv
 import numpy as np
 import torch
 from mmengine.model import revert_sync_batchnorm
 
+from ..models import load_checkpoint
 from .runner_setup import SetupError
 
 
@@ -17,14 +21,36 @@ def read_rgb(path: Path) -> np.ndarray:
     return mmcv.bgr2rgb(image)
 
 
-def load_model(cfg, checkpoint, device: str) -> torch.nn.Module:
-    """The model through mmdet's or mmseg's own inference API (which also read class names and palette from the
-    checkpoint's meta); SyncBN becomes BN, as one process needs no synchronisation."""
-    if cfg.default_scope == 'mmdet':
-        from mmdet.apis import init_detector
-        return init_detector(cfg, checkpoint, device=device)
-    from mmseg.apis import init_model
-    return revert_sync_batchnorm(init_model(cfg, checkpoint, device=device))
+def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
+    """The model built by mmdet's or mmseg's own inference API, its weights loaded by
+    :func:`convnext_dense.load_checkpoint` (any released layout; an error when they do not fit); SyncBN becomes BN,
+    as one process needs no synchronisation. Class names come from the checkpoint, else from the config's test set;
+    the palette from the config where it fits those classes, else from the checkpoint, else a fixed random one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='checkpoint is None')  # classes are set below
+        if cfg.default_scope == 'mmdet':
+            from mmdet.apis import init_detector
+            model = init_detector(cfg, None, device=device)
+        else:
+            from mmseg.apis import init_model
+            model = revert_sync_batchnorm(init_model(cfg, None, device=device))
+    found = load_checkpoint(model, checkpoint).dataset_meta if checkpoint else {}
+    configured = _test_set_metainfo(cfg)
+    classes = tuple(found.get('classes') or configured.get('classes') or ())
+    palette = next((p for p in (configured.get('palette'), found.get('palette'))
+                    if p is not None and not isinstance(p, str) and len(p) >= len(classes)), None)
+    if palette is None:
+        palette = [tuple(int(c) for c in color) for color in np.random.RandomState(42).randint(0, 256, (len(classes), 3))]
+    model.dataset_meta = dict(classes=classes, palette=[tuple(c) for c in palette[:len(classes)]])
+    return model
+
+
+def _test_set_metainfo(cfg) -> dict:
+    """The metainfo (classes, palette) of the config's test data set, without reading its annotations."""
+    from mmengine.registry import DATASETS
+    dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+    dataset['lazy_init'] = True
+    return dict(DATASETS.build(dataset).metainfo)
 
 
 def predict(model, image_path: Path):
