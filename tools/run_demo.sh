@@ -3,17 +3,20 @@
 # train Mask R-CNN with a ConvNeXt-atto backbone on it, evaluate the last checkpoint with tools/test.py (box and mask
 # AP), then the same for UperNet (mIoU). The models start from random weights. At the end it draws pictures and
 # prints their paths: both models' predictions on a few validation images (tools/image_demo.py), the training curves
-# (tools/plot_curves.py) and the backbone's four output maps for one image (tools/vis_features.py).
+# (tools/plot_curves.py) and the backbone's four output maps for one image (tools/vis_features.py). While a model
+# trains it shows mmengine's progress lines (epoch / iteration, ETA, losses); the full logs are in WORK_DIR/*.log.
 #
 #   tools/run_demo.sh [WORK_DIR]                 # default ./work_dirs/demo
 #   SKIP_UPERNET=1 tools/run_demo.sh             # detection only
 #   DET_EPOCHS=N SEG_ITERS=N tools/run_demo.sh   # longer runs learn more
+#   SEED=N tools/run_demo.sh work_dirs/demo_N    # a fixed random seed (randomness.seed), e.g. to compare seeds
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python )}
 WORK_DIR=${1:-work_dirs/demo}
 DET_EPOCHS=${DET_EPOCHS:-12}
 SEG_ITERS=${SEG_ITERS:-200}
+[[ "${SEED:-0}" =~ ^[0-9]+$ ]] || { echo "SEED must be a non-negative integer, got '$SEED'" >&2; exit 2; }
 # OpenMP threads that spin while they wait crawl when anything else wants the same cores.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
@@ -21,15 +24,29 @@ if [ ! -f data/demo/coco/annotations/instances_val2017.json ] || [ ! -d data/dem
   "$PYTHON" "$REPO/tools/make_demo_data.py" --out data/demo
 fi
 
-# train_and_test CONFIG NAME CFG_OPTIONS...: train, evaluate the last checkpoint, keep the metrics line.
+# progress: mmengine's training and validation lines without the learning rates, timings and memory, cut to 160
+# characters, flushed line by line; never fails (no lines is no error).
+progress() {
+  awk 'match($0, /(Epoch|Iter)\((train|val)\)/) {
+         n = split(substr($0, RSTART), fields, /  +/); line = ""
+         for (i = 1; i <= n; i++)
+           if (fields[i] !~ /^(base_lr|lr|time|data_time|memory|grad_norm):/)
+             line = line (line == "" ? "" : "  ") fields[i]
+         print "   " substr(line, 1, 157); fflush()
+       }'
+}
+
+# train_and_test CONFIG NAME CFG_OPTIONS...: train (showing progress), evaluate the last checkpoint, keep the
+# metrics line.
 train_and_test() {
   local config=$REPO/configs/demo/$1 name=$2
   shift 2
   local work=$WORK_DIR/$name
   echo "== $name: training $config (log: $work.train.log)"
-  "$PYTHON" "$REPO/tools/train.py" "$config" --work-dir "$work" --cfg-options "$@" > "$work.train.log" 2>&1 \
+  # pipefail: the pipeline fails when train.py does; the log keeps all of its output.
+  "$PYTHON" "$REPO/tools/train.py" "$config" --work-dir "$work" \
+    --cfg-options "$@" ${SEED:+"randomness.seed=$SEED"} 2>&1 | tee "$work.train.log" | progress \
     || { tail -n 40 "$work.train.log"; exit 1; }
-  grep -E 'Epoch\(train\)|Iter\(train\)' "$work.train.log" | tail -n 2 | cut -c1-160
   local checkpoint
   checkpoint=$(cat "$work/last_checkpoint")
   echo "== $name: testing $checkpoint (log: $work.test.log)"

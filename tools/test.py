@@ -1,9 +1,11 @@
 """Evaluate a checkpoint on a config's test set: COCO box/mask AP for mmdet configs, mIoU for mmseg configs.
 
-    python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--work-dir DIR] [--cfg-options ...]
+    python tools/test.py CONFIG CHECKPOINT [--tta] [--show-dir DIR] [--out results.pkl] [--work-dir DIR]
+                         [--cfg-options ...]
     tools/dist_test.sh CONFIG CHECKPOINT 8 [args]  # distributed, under torchrun
 
-The last line printed is ``metrics: {...}`` (JSON), for scripts.
+The log holds a per-class table (AP per class for detectors, IoU and accuracy per class for segmentors). The last line
+printed is ``metrics: {...}`` (JSON), for scripts.
 """
 import argparse
 import json
@@ -15,6 +17,8 @@ from mmengine.dist import is_main_process
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
 from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          load_config, require_checkpoint)
+from convnext_dense.tooling.test_outputs import draw_predictions, per_class_tables
+from convnext_dense.tooling.test_time_aug import enable_tta
 
 # Metrics that pickle the raw predictions; mmdet's stores masks as RLE.
 DUMP_METRICS = dict(mmdet='DumpDetResults', mmseg='DumpResults')
@@ -25,6 +29,12 @@ def parse_args():
     parser.add_argument('config', help='test config file')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py)')
     parser.add_argument('--out', help='also dump the predictions to this pickle file (.pkl), for offline analysis')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation, the config's tta_pipeline and tta_model: for UperNet the "
+                             'official ms+flip protocol (whole image at 0.5..1.75 x the test scale, each flipped); for '
+                             "detectors mmdet's multi-scale + flip, evaluating boxes only (it does not merge masks)")
+    parser.add_argument('--show-dir', help='draw the predictions of every test image into this folder (the log says '
+                                           'where the pictures are)')
     add_runner_args(parser)
     return parser.parse_args()
 
@@ -35,10 +45,14 @@ def setup(args):
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir, args.local_rank)
     require_checkpoint(args.checkpoint)
     cfg.load_from = args.checkpoint
+    notes = enable_tta(cfg) if args.tta else []
+    per_class_tables(cfg)
+    if args.show_dir:
+        notes.append(draw_predictions(cfg, args.show_dir))
     if args.out is not None:
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dict(type=DUMP_METRICS[cfg.default_scope], out_file_path=args.out)]
-    notes = adapt_to_machine(cfg)
+    notes = [*adapt_to_machine(cfg), *notes]
     check_data(cfg, ['test_dataloader'])
     return cfg, notes
 
@@ -47,9 +61,9 @@ def main():
     args = parse_args()
     try:
         cfg, notes = setup(args)
+        metrics = build_runner(cfg, notes).test()
     except SetupError as exc:
         sys.exit(f'error: {exc}')
-    metrics = build_runner(cfg, notes).test()
     if is_main_process():
         print('metrics: ' + json.dumps({k: float(v) if isinstance(v, numbers.Real) else str(v)
                                         for k, v in metrics.items()}))

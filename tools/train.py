@@ -50,9 +50,10 @@ def main():
     args = parse_args()
     try:
         cfg, notes = setup(args)
+        runner = build_runner(cfg, notes, new_classes=True)  # fine-tuning: load_from may be for other classes
+        runner.train()
     except SetupError as exc:
         sys.exit(f'error: {exc}')
-    build_runner(cfg, notes).train()
 
 
 if __name__ == '__main__':

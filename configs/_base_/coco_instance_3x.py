@@ -40,3 +40,20 @@ param_scheduler = [
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
+
+# Multi-scale + flip test (tools/test.py --tta), mmdet's TTA as in its own *_tta.py configs (e.g. retinanet_tta.py):
+# 3 scales x 2 flips, DetTTAModel flips the boxes back and merges them by class-wise NMS. The ConvNeXt papers report
+# single-scale AP only. DetTTAModel merges boxes, not masks: tools/test.py --tta drops the mask head and reports box AP.
+tta_model = dict(type='DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=scale, keep_ratio=True) for scale in [(1333, 800), (666, 400), (2000, 1200)]],
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                                                   'flip', 'flip_direction'))],
+        ]),
+]

@@ -38,6 +38,21 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
+# tools/test.py --tta: the official ms+flip protocol of configs/upernet/_base_ade20k_512.py at the demo's test scale.
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(int(image_scale[0] * r), int(image_scale[1] * r)), keep_ratio=True)
+             for r in [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations')],  # reduce_zero_label: the data set's
+            [dict(type='PackSegInputs')],
+        ]),
+]
+tta_model = dict(type='SegTTAModel')
 # ADE20KDataset fixes its 150 classes; the generic dataset with its suffixes and reduce_zero_label reads the same files.
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg', seg_map_suffix='.png',
                reduce_zero_label=True)

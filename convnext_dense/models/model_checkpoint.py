@@ -27,7 +27,7 @@ from .backbones import ConvNeXt
 from .checkpoint import (HF_WEIGHT_FILES, CheckpointError, LoadReport, Renames, abbreviate, arch_hint, backbone_prefix,
                          rename, resolve_weights_file, squeezed, to_backbone_state_dict, unwrap_state_dict)
 
-# Head renames per layout, after the backbone's own mapping; layouts not listed name their heads as we do.
+# Head renames, by the layout of the backbone (which tells the framework); layouts not listed name their heads as we do.
 HEAD_KEY_MAPS: Dict[str, Renames] = {
     # transformers' UperNetHead / UperNetFCNHead: ConvModules with `batch_norm`, the classifier conv `classifier`
     'huggingface': [
@@ -80,7 +80,8 @@ def load_checkpoint(model: torch.nn.Module, filename: str, new_classes: bool = F
     """
     state_dict, meta = read_model_checkpoint(filename, map_location)
     report = ModelLoadReport(source=str(filename), format='unknown')
-    converted = to_model_state_dict(model, state_dict, meta, report)
+    converted = to_model_state_dict(state_dict, meta, report,
+                                    convnext_backbone=isinstance(getattr(model, 'backbone', None), ConvNeXt))
     load_into(model, converted, report, new_classes, model_cfg)
     level = logging.WARNING if report.unexpected or report.new_class_layers or report.missing_unused_at_test \
         else logging.INFO
@@ -101,9 +102,10 @@ def read_model_checkpoint(filename: str, map_location='cpu') -> Tuple[Dict[str, 
     return unwrap_state_dict(checkpoint), meta
 
 
-def to_model_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], meta: dict,
-                        report: ModelLoadReport) -> Dict[str, torch.Tensor]:
-    """The checkpoint's tensors under ``model``'s names: the backbone mapped from its layout, the heads renamed."""
+def to_model_state_dict(state_dict: Dict[str, torch.Tensor], meta: dict, report: ModelLoadReport,
+                        convnext_backbone: bool = True) -> Dict[str, torch.Tensor]:
+    """The checkpoint's tensors under our model's names: a ConvNeXt backbone mapped from its layout (another
+    backbone, such as the Swin twins', is taken as it is), the heads renamed; fills ``report``."""
     prefix = backbone_prefix(state_dict)
     if prefix != 'backbone.':
         raise CheckpointError(
@@ -111,22 +113,19 @@ def to_model_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tens
             'not a whole detector or segmentor. Use it to initialise the backbone: '
             f'--cfg-options model.backbone.init_cfg.checkpoint={report.source} (or init_cfg=dict(type=\'Pretrained\', '
             'checkpoint=...) in the config), and train; give tools/test.py a trained model')
-    backbone = getattr(model, 'backbone', None)
-    if isinstance(backbone, ConvNeXt):
+    if convnext_backbone:
         backbone_report = LoadReport(source=report.source, format='unknown')
         converted = {'backbone.' + k: v for k, v in to_backbone_state_dict(state_dict, backbone_report).items()}
         report.backbone_format = backbone_report.format
         report.dropped_head = backbone_report.dropped_head
         report.unused_classifier_norm = backbone_report.unused_classifier_norm
-    else:  # another backbone (the Swin twins): its keys are taken as they are
+    else:
         converted = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-        report.backbone_format = type(backbone).__name__
-    layout = 'huggingface' if report.backbone_format == 'huggingface' else None
+        report.backbone_format = 'own'
+    head_renames = HEAD_KEY_MAPS.get(report.backbone_format, [])
     for key, value in state_dict.items():
         if not key.startswith(prefix):
-            new_key = rename(key, HEAD_KEY_MAPS.get(layout, []))
-            if new_key is not None:
-                converted[new_key] = value
+            converted[rename(key, head_renames)] = value
     report.format = describe_layout(report.backbone_format, meta)
     report.dataset_meta = dataset_meta(meta)
     return converted

@@ -16,8 +16,11 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from ..models import CheckpointError
+from ..models.checkpoint import HF_WEIGHT_FILES
+from ..models import load_checkpoint as load_checkpoint_into
 from .config_tree import get, leaf_datasets, walk
-from .data_checks import check_annotations
+from .data_checks import check_annotations, check_num_classes
 from ..patches import UNSAFE_LOAD_ENV
 from .safeguards import apply_safeguards
 
@@ -113,7 +116,8 @@ def adapt_to_machine(cfg: Config) -> List[str]:
 
 def check_data(cfg: Config, loaders: Sequence[str]) -> None:
     """Every data root, annotation file and image folder the given dataloaders (and their evaluators) read exists,
-    and the annotations are usable (:mod:`convnext_dense.tooling.data_checks`; read once per machine)."""
+    the model's heads have the data's number of classes, and the annotations are usable
+    (:mod:`convnext_dense.tooling.data_checks`; the files are read once per machine)."""
     for loader in loaders:
         if cfg.get(loader) is None:
             continue
@@ -126,12 +130,14 @@ def check_data(cfg: Config, loaders: Sequence[str]) -> None:
             if isinstance(evaluator, dict) and _is_local(evaluator.get('ann_file')):
                 name = f'{evaluator_key}[{i}].ann_file' if isinstance(evaluators, list) else f'{evaluator_key}.ann_file'
                 _require_data(cfg.default_scope, name, evaluator.ann_file, override=name)
+    errors = check_num_classes(cfg, loaders)
     if os.environ.get('LOCAL_RANK', '0') == '0':
-        errors, warnings = check_annotations(cfg, loaders)
+        found, warnings = check_annotations(cfg, loaders)
+        errors += found
         for warning in warnings:
             print_log(warning, logger='current', level=logging.WARNING)
-        if errors:
-            raise SetupError('\n'.join(errors))
+    if errors:
+        raise SetupError('\n'.join(errors))
 
 
 def check_pretrained(cfg: Config) -> None:
@@ -146,15 +152,24 @@ def check_pretrained(cfg: Config) -> None:
 
 
 def require_checkpoint(path: str) -> None:
-    """The checkpoint to test exists."""
-    if not osp.isfile(path):
+    """The checkpoint to test exists (a file, or the folder of a Hugging Face model)."""
+    if osp.isdir(path):
+        if not any(osp.isfile(osp.join(path, name)) for name in HF_WEIGHT_FILES):
+            raise SetupError(f'{path} is a folder without {" or ".join(HF_WEIGHT_FILES)}: give a checkpoint file, or '
+                             'the folder of a Hugging Face model saved with save_pretrained')
+    elif not osp.isfile(path):
         raise SetupError(f'checkpoint not found: {path}. tools/train.py saves them in its work dir '
                          '(work_dirs/<config name>/epoch_N.pth or iter_N.pth; last_checkpoint names the latest)')
 
 
-def build_runner(cfg: Config, notes: Sequence[str]):
+def build_runner(cfg: Config, notes: Sequence[str], new_classes: bool = False):
     """Build mmengine's Runner (or ``runner_type`` from the RUNNERS registry) with our safeguards
-    (:mod:`convnext_dense.tooling.safeguards`), and log what was adapted."""
+    (:mod:`convnext_dense.tooling.safeguards`), and log what was adapted.
+
+    The trained model it loads (``load_from``, the checkpoint of tools/test.py) goes through
+    :func:`convnext_dense.load_checkpoint`, which maps released layouts and refuses one that does not fit;
+    ``new_classes`` (fine-tuning) lets the class layers differ from the checkpoint's. Resuming is mmengine's own.
+    """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     if cfg.launcher == 'pytorch' and not torch.cuda.is_available() and not torch.distributed.is_initialized():
@@ -162,9 +177,32 @@ def build_runner(cfg: Config, notes: Sequence[str]):
         torch.distributed.init_process_group(backend='gloo')
     notes = [*notes, *apply_safeguards(cfg)]
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.load_checkpoint = _trained_model_loader(runner, new_classes)
     for note in notes:
         runner.logger.info(note)
     return runner
+
+
+def _trained_model_loader(runner, new_classes: bool):
+    """``Runner.load_checkpoint`` (what mmengine calls for ``load_from``) through our whole-model loader."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    def load_checkpoint(filename: str, map_location='cpu', strict: bool = False, revise_keys=()):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model_cfg = runner.cfg.model
+        if isinstance(model, BaseTTAModel):  # tools/test.py --tta: the checkpoint is the wrapped model's
+            model, model_cfg = model.module, model_cfg.module
+        try:
+            report = load_checkpoint_into(model, filename, new_classes=new_classes, map_location=map_location,
+                                          model_cfg=model_cfg)
+        except CheckpointError as exc:
+            raise SetupError(str(exc)) from None
+        checkpoint = dict(meta=dict(dataset_meta=report.dataset_meta), state_dict=model.state_dict())
+        runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        runner._has_loaded = True
+        return checkpoint
+
+    return load_checkpoint
 
 
 def _similar_configs(path: str) -> str:
@@ -189,7 +227,7 @@ def _require_data(scope: str, key: str, path: str, override: str) -> None:
 
 
 def _require_checkpoint(path: str, key: str, init_key: str) -> None:
-    if osp.isfile(path):
+    if osp.isfile(path) or osp.isdir(path):  # a folder: Hugging Face's save_pretrained
         return
     fix = 'download it (see the README) and put it there, or give its path with ' \
           f'--cfg-options {key}=PATH, or train without it (from scratch) with --cfg-options {init_key}=None'

@@ -9,7 +9,7 @@ from ..datasets.transforms.guarded_load import IGNORE_INDEX, GuardedLoad
 from ..engine.hooks.finite_loss_hook import CheckFiniteLossHook
 from ..engine.hooks.reproducible_resume_hook import ReproducibleResumeHook
 from .config_tree import datasets
-from .data_checks import dataset_classes
+from .data_checks import dataset_classes, ignore_index
 
 HOOKS = (CheckFiniteLossHook, ReproducibleResumeHook)
 LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations')
@@ -42,12 +42,11 @@ def guard_pipelines(cfg) -> List[str]:
             if not isinstance(dataset.get('pipeline'), list):
                 continue
             classes = dataset_classes('mmseg', dataset) if cfg.default_scope == 'mmseg' else None
-            ignore_index = cfg.model.get('decode_head', {}).get('ignore_index', IGNORE_INDEX) \
-                if cfg.default_scope == 'mmseg' else IGNORE_INDEX
+            ignored = ignore_index(cfg) if cfg.default_scope == 'mmseg' else IGNORE_INDEX
             steps = dataset.pipeline
             for i, step in enumerate(steps):
                 if str(step.get('type')).split('.')[-1] in LOADING_TRANSFORMS:
                     steps[i] = dict(type=GuardedLoad.__name__, transform=step, skip=loader == 'train_dataloader',
-                                    num_classes=len(classes) if classes else None, ignore_index=ignore_index)
+                                    num_classes=len(classes) if classes else None, ignore_index=ignored)
                     changed.append(f'{key}.pipeline.{i}')
     return changed

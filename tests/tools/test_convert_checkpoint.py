@@ -87,3 +87,27 @@ def test_checkpoints_with_python_objects_need_an_explicit_unsafe_load(tmp_path):
     model = ConvNeXt('atto')
     load_pretrained(model, str(tmp_path / 'out.pth'))  # weights_only=True: the output holds tensors only
     assert_same_weights(model, reference)
+
+
+def test_whole_model_release_converts_for_stock_tools(tmp_path):
+    """An official mmseg 0.x UperNet file (meta CLASSES / PALETTE, see tests/models/test_model_checkpoint.py) becomes
+    an mmseg 1.x checkpoint that mmseg's own init_model loads into our config with every tensor in place."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmseg.apis import init_model
+
+    cfg = Config.fromfile(str(REPO / 'configs/demo/upernet_convnext_atto_demo.py'))
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    released = MODELS.build(cfg.model)
+    classes = ('background', 'circle', 'square', 'triangle')
+    torch.save({'meta': {'mmseg_version': '0.20.2', 'CLASSES': classes, 'PALETTE': [[0, 0, 0]] * 4},
+                'state_dict': released.state_dict()}, tmp_path / 'upernet_release.pth')
+    result = convert(tmp_path / 'upernet_release.pth', tmp_path / 'upernet_ours.pth')
+    assert result.returncode == 0, result.stderr
+    assert 'mmseg 0.x checkpoint' in result.stdout
+
+    model = init_model(cfg, str(tmp_path / 'upernet_ours.pth'), device='cpu')
+    assert model.dataset_meta['classes'] == classes
+    for (name, ours), theirs in zip(model.state_dict().items(), released.state_dict().values()):
+        assert torch.equal(ours, theirs), name
