@@ -103,17 +103,20 @@ class LoadReport:
     fresh_norms: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f'ConvNeXt: loaded {len(self.loaded)} tensors from {self.source} ({self.format} format)']
-        for label, keys in (('MISSING from the checkpoint (left at their initial values)', self.missing),
-                            ('UNEXPECTED in the checkpoint (not loaded)', self.unexpected),
-                            ('classification head, dropped', self.dropped_head),
-                            ("the classifier's final norm, not used (as in the official detection and segmentation "
-                             'code)', self.unused_classifier_norm),
-                            ('output norms not in the checkpoint, at their fresh initialisation', self.fresh_norms),
-                            ('outside the backbone, ignored', self.ignored_non_backbone)):
-            if keys:
-                lines.append(f'  {label}: {len(keys)}: {abbreviate(keys)}')
-        return '\n'.join(lines)
+        return format_report(f'ConvNeXt: loaded {len(self.loaded)} tensors from {self.source} ({self.format} format)',
+                             (('MISSING from the checkpoint (left at their initial values)', self.missing),
+                              ('UNEXPECTED in the checkpoint (not loaded)', self.unexpected),
+                              ('classification head, dropped', self.dropped_head),
+                              ("the classifier's final norm, not used (as in the official detection and "
+                               'segmentation code)', self.unused_classifier_norm),
+                              ('output norms not in the checkpoint, at their fresh initialisation', self.fresh_norms),
+                              ('outside the backbone, ignored', self.ignored_non_backbone)))
+
+
+def format_report(headline: str, sections, depth: int = 2) -> str:
+    """A load report: the headline, then a line per non-empty (label, keys) section, the keys abbreviated."""
+    return '\n'.join([headline, *(f'  {label}: {len(keys)}: {abbreviate(keys, depth=depth)}'
+                                   for label, keys in sections if keys)])
 
 
 def safe_load(path: str, weights_only: bool = True, map_location='cpu', safe_globals: Sequence = (),

@@ -25,7 +25,8 @@ from mmengine.logging import print_log
 
 from .backbones import ConvNeXt
 from .checkpoint import (HF_WEIGHT_FILES, CheckpointError, LoadReport, Renames, abbreviate, arch_hint, backbone_prefix,
-                         rename, resolve_weights_file, squeezed, to_backbone_state_dict, unwrap_state_dict)
+                         format_report, rename, resolve_weights_file, squeezed, to_backbone_state_dict,
+                         unwrap_state_dict)
 
 # Head renames, by the layout of the backbone (which tells the framework); layouts not listed name their heads as we do.
 HEAD_KEY_MAPS: Dict[str, Renames] = {
@@ -52,20 +53,17 @@ class ModelLoadReport(LoadReport):
     dataset_meta: dict = field(default_factory=dict)
 
     def summary(self) -> str:
-        lines = [f'loaded {len(self.loaded)} tensors from {self.source} ({self.format}; backbone in the '
-                 f'{self.backbone_format} layout)']
-        for label, keys in (('UNEXPECTED in the checkpoint (not loaded)', self.unexpected),
-                            ('class layers left at their initial values for the config\'s classes (fine-tuning on '
-                             'new classes)', self.new_class_layers),
-                            ('MISSING from the checkpoint (auxiliary head: not used at test time; trained from '
-                             'scratch when fine-tuning)', self.missing_unused_at_test),
-                            ('classification head of the pretraining, dropped', self.dropped_head),
-                            ("the classifier's final norm, not used", self.unused_classifier_norm)):
-            if keys:
-                lines.append(f'  {label}: {len(keys)}: {abbreviate(keys, depth=4)}')
-        if self.dataset_meta.get('classes'):
-            lines.append(f'  classes in the checkpoint: {len(self.dataset_meta["classes"])}')
-        return '\n'.join(lines)
+        classes = self.dataset_meta.get('classes')
+        return format_report(
+            f'loaded {len(self.loaded)} tensors from {self.source} ({self.format}; backbone in the '
+            f'{self.backbone_format} layout{f"; {len(classes)} classes" if classes else ""})',
+            (('UNEXPECTED in the checkpoint (not loaded)', self.unexpected),
+             ("class layers left at their initial values for the config's classes (fine-tuning on new classes)",
+              self.new_class_layers),
+             ('MISSING from the checkpoint (auxiliary head: not used at test time; trained from scratch when '
+              'fine-tuning)', self.missing_unused_at_test),
+             ('classification head of the pretraining, dropped', self.dropped_head),
+             ("the classifier's final norm, not used", self.unused_classifier_norm)), depth=4)
 
 
 def load_checkpoint(model: torch.nn.Module, filename: str, new_classes: bool = False, map_location='cpu',
@@ -173,16 +171,17 @@ def load_into(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], repor
 
 
 def describe_layout(backbone_format: str, meta: dict) -> str:
-    """Where a whole-model checkpoint comes from, as far as its backbone layout and meta tell."""
+    """Where a whole-model checkpoint comes from, as far as its backbone layout and meta tell: mmdet 2.x / mmseg 0.x
+    (``CLASSES`` in meta) or 3.x / 1.x; mmpretrain's (or mmcls') ConvNeXt in the zoos' files, the official one in the
+    official releases and ours."""
     if backbone_format == 'huggingface':
         return 'Hugging Face UperNetForSemanticSegmentation'
     version = meta.get('mmdet_version') or meta.get('mmseg_version')
-    if 'CLASSES' in meta or (version and str(version)[0] in '02'):
-        framework = 'mmdet 2.x' if 'mmdet_version' in meta or 'mmseg_version' not in meta else 'mmseg 0.x'
-        return f'{framework} checkpoint (the official ConvNeXt releases)'
+    old = 'CLASSES' in meta or bool(version and str(version)[0] in '02')
+    framework = ('mmseg 0.x' if 'mmseg_version' in meta else 'mmdet 2.x') if old else 'mmdet 3.x / mmseg 1.x'
     if backbone_format == 'mmpretrain':
-        return "mmdet 3.x / mmseg 1.x model zoo checkpoint (mmpretrain's ConvNeXt)"
-    return 'mmdet 3.x / mmseg 1.x checkpoint'
+        return f"{framework} model-zoo checkpoint (mmpretrain's / mmcls' ConvNeXt)"
+    return f'{framework} checkpoint' + (' (the official ConvNeXt releases)' if old else '')
 
 
 def dataset_meta(meta: dict) -> dict:

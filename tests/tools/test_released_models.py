@@ -99,7 +99,7 @@ def test_mmdet_zoo_detector_predicts_the_same_in_our_config(case, demo_data, tmp
 
     expected, _ = predictions_of(their_config, checkpoint, tmp_path / 'theirs.pkl', tmp_path)
     predicted, log = predictions_of(our_config, checkpoint, tmp_path / 'ours.pkl', tmp_path)
-    assert "model zoo checkpoint (mmpretrain's ConvNeXt)" in log
+    assert "mmdet 3.x / mmseg 1.x model-zoo checkpoint (mmpretrain's / mmcls' ConvNeXt)" in log
     assert len(predicted) == len(expected) == 2
     for ours_, theirs_ in zip(predicted, expected):
         assert len(theirs_['pred_instances']['scores']) > 0, 'a comparison of empty predictions proves nothing'
@@ -122,7 +122,7 @@ def test_mmseg_zoo_upernet_predicts_the_same_in_our_config(demo_data, tmp_path):
 
     expected, _ = predictions_of(their_config, checkpoint, tmp_path / 'theirs.pkl', tmp_path)
     predicted, log = predictions_of(our_config, checkpoint, tmp_path / 'ours.pkl', tmp_path)
-    assert "model zoo checkpoint (mmpretrain's ConvNeXt)" in log
+    assert "mmdet 3.x / mmseg 1.x model-zoo checkpoint (mmpretrain's / mmcls' ConvNeXt)" in log
     for ours_, theirs_ in zip(predicted, expected):
         np.testing.assert_allclose(ours_['seg_logits']['data'], theirs_['seg_logits']['data'], rtol=1e-4, atol=1e-4)
         assert (ours_['pred_sem_seg']['data'] == theirs_['pred_sem_seg']['data']).all()
