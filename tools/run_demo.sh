@@ -25,15 +25,15 @@ if [ ! -f data/demo/coco/annotations/instances_val2017.json ] || [ ! -d data/dem
 fi
 
 # progress: mmengine's training and validation lines without the learning rates, timings and memory, cut to 160
-# characters, flushed line by line; never fails (no lines is no error).
+# characters, line by line as they come (GNU sed -u; mawk would hold its input until the run ends); never fails.
 progress() {
-  awk 'match($0, /(Epoch|Iter)\((train|val)\)/) {
-         n = split(substr($0, RSTART), fields, /  +/); line = ""
-         for (i = 1; i <= n; i++)
-           if (fields[i] !~ /^(base_lr|lr|time|data_time|memory|grad_norm):/)
-             line = line (line == "" ? "" : "  ") fields[i]
-         print "   " substr(line, 1, 157); fflush()
-       }'
+  sed -u -n -E '/(Epoch|Iter)\((train|val)\)/{
+    s/.*((Epoch|Iter)\((train|val)\))/\1/
+    s/ +(base_lr|lr|time|data_time|memory|grad_norm): [^ ]+//g
+    s/^(.{157}).*/\1/
+    s/^/   /
+    p
+  }'
 }
 
 # train_and_test CONFIG NAME CFG_OPTIONS...: train (showing progress), evaluate the last checkpoint, keep the

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,21 +41,27 @@ def test_run_demo_script_end_to_end(tmp_path):
     assert len(pngs) == 10 and all((tmp_path / p).is_file() for p in pngs), out
 
 
-def test_a_failing_training_shows_its_progress_and_log_tail_and_stops_the_demo(tmp_path):
-    # A stand-in for Python that prints one of mmengine's training lines, then fails as a crashed train.py would.
+def test_a_failing_training_shows_its_progress_as_it_comes_and_its_log_tail_and_stops_the_demo(tmp_path):
+    # A stand-in for Python that prints one of mmengine's training lines, works on, then fails as a crashed train.py
+    # would.
     (tmp_path / 'data/demo/coco/annotations').mkdir(parents=True)
     (tmp_path / 'data/demo/coco/annotations/instances_val2017.json').write_text('{}')
     (tmp_path / 'data/demo/ade/ADEChallengeData2016').mkdir(parents=True)
     line = ('09/25 10:00:00 - mmengine - INFO - Epoch(train)  [1][10/20]  base_lr: 1.0000e-03 lr: 1.0000e-03  '
             'eta: 0:01:07  time: 0.5000  data_time: 0.0100  memory: 0  loss: 2.5000  loss_cls: 1.0000')
     fake = tmp_path / 'python'
-    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >&2\necho "{line}"\necho "RuntimeError: boom" >&2\nexit 3\n')
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >&2\necho "{line}"\nsleep 3\necho "RuntimeError: boom" >&2\n'
+                    'exit 3\n')
     fake.chmod(0o755)
-    result = subprocess.run([str(REPO / 'tools' / 'run_demo.sh'), 'work'], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, env=dict(os.environ, PYTHON=str(fake), SEED='3'))
-    assert result.returncode == 1
-    progress, *tail = result.stdout.split('\n', 2)[1:]
-    assert progress == '   Epoch(train)  [1][10/20]  eta: 0:01:07  loss: 2.5000  loss_cls: 1.0000'
-    assert line in tail[0] and 'RuntimeError: boom' in tail[0] and 'randomness.seed=3' in tail[0]
-    assert 'testing' not in result.stdout
+    demo = subprocess.Popen([str(REPO / 'tools' / 'run_demo.sh'), 'work'], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHON=str(fake), SEED='3'))
+    start = time.monotonic()
+    header, progress = demo.stdout.readline(), demo.stdout.readline()
+    shown_while_training = time.monotonic() - start < 2.5  # before the 3 s of "training" after the line were over
+    rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 1 and header.startswith('== mask_rcnn: training')
+    assert progress == '   Epoch(train)  [1][10/20]  eta: 0:01:07  loss: 2.5000  loss_cls: 1.0000\n'
+    assert shown_while_training
+    assert line in rest and 'RuntimeError: boom' in rest and 'randomness.seed=3' in rest
+    assert 'testing' not in rest
     assert (tmp_path / 'work/mask_rcnn.train.log').read_text().count(line) == 1
