@@ -5,6 +5,7 @@
     tools/dist_train.sh CONFIG 8 [args]  # distributed, under torchrun
 """
 import argparse
+import os
 import sys
 
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
@@ -36,11 +37,14 @@ def setup(args):
             raise SetupError(f'{args.config}: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                              'in the config (N: the batch size its learning rate is for)')
         cfg.auto_scale_lr.enable = True
+    requeued = args.resume is None and int(os.environ.get('SLURM_RESTART_COUNT', '0')) > 0
+    if requeued:  # SLURM restarted the job (after a preemption, PreemptionHook asked for it): go on where it stopped
+        args.resume = 'auto'
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    notes = adapt_to_machine(cfg)
+    notes = adapt_to_machine(cfg) + (['requeued SLURM job (SLURM_RESTART_COUNT > 0): resuming'] if requeued else [])
     check_data(cfg, ['train_dataloader', 'val_dataloader'] if cfg.get('val_cfg') else ['train_dataloader'])
     check_pretrained(cfg)
     return cfg, notes

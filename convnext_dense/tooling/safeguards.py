@@ -1,19 +1,21 @@
 """What every run of tools/train.py and tools/test.py gets, whatever its config: a non-finite loss stops training
 (:mod:`convnext_dense.engine.hooks.finite_loss_hook`), a resumed run repeats the interrupted one exactly
 (:mod:`convnext_dense.engine.hooks.reproducible_resume_hook`), checkpoints survive a crash while saving and resuming
-skips a broken one (:mod:`convnext_dense.engine.hooks.safe_checkpoint_hook`), and bad samples are skipped in
+skips a broken one (:mod:`convnext_dense.engine.hooks.safe_checkpoint_hook`), SIGTERM / SIGUSR1 save and exit for a
+requeue (:mod:`convnext_dense.engine.hooks.preemption_hook`), and bad samples are skipped in
 training and stop evaluation with the file named (:mod:`convnext_dense.datasets.transforms.guarded_load`).
 """
 from typing import List
 
 from ..datasets.transforms.guarded_load import IGNORE_INDEX, GuardedLoad
 from ..engine.hooks.finite_loss_hook import CheckFiniteLossHook
+from ..engine.hooks.preemption_hook import PreemptionHook
 from ..engine.hooks.reproducible_resume_hook import ReproducibleResumeHook
 from ..engine.hooks.safe_checkpoint_hook import SafeCheckpointHook
 from .config_tree import datasets
 from .data_checks import dataset_classes
 
-HOOKS = (CheckFiniteLossHook, ReproducibleResumeHook)
+HOOKS = (CheckFiniteLossHook, ReproducibleResumeHook, PreemptionHook)
 LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations')
 STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
 

@@ -31,6 +31,7 @@ from mmengine.registry import HOOKS
 BACKEND = 'convnext_dense_atomic_local'
 TMP_PREFIX = '.tmp-'  # temporary files are '.tmp-<final name>' next to their final name
 POINTER = 'last_checkpoint'
+PREEMPTED_KEY = 'preempted_ckpt'  # message hub: a mid-epoch checkpoint, removed after the next regular save
 
 
 class CheckpointSpaceError(OSError):
@@ -132,6 +133,7 @@ class SafeCheckpointHook(CheckpointHook):
         if backend_args is None and file_client_args is None:
             backend_args = dict(backend=BACKEND)
         super().__init__(*args, backend_args=backend_args, file_client_args=file_client_args, **kwargs)
+        self._saved_at = None  # the iteration count of the latest save
 
     def before_run(self, runner) -> None:
         # Runs before the Runner resumes (Runner.train calls before_run, then load_or_resume).
@@ -153,14 +155,28 @@ class SafeCheckpointHook(CheckpointHook):
                 outdated.append(self.keep_ckpt_ids.popleft())
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        preempted = runner.message_hub.get_info(PREEMPTED_KEY)
+        runner.message_hub.update_info(PREEMPTED_KEY, None)
         self.save(runner, self.filename_tmpl.format(step), meta)
         if is_main_process():
+            if preempted and preempted != self.last_ckpt and self.file_backend.isfile(preempted):
+                self.file_backend.remove(preempted)
             for old in outdated:
                 path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
                 if self.file_backend.isfile(path):
                     self.file_backend.remove(path)
                 elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed are folders
                     self.file_backend.rmtree(path)
+
+    def save_preempted(self, runner) -> str:
+        """Save ``iter_N.pth`` after the current iteration, mid-epoch too (removed after the next regular save);
+        returns its path."""
+        done = runner.iter + 1
+        if self._saved_at == done:  # this hook saved this iteration already
+            return self.last_ckpt
+        filename = f'iter_{done}.pth'
+        runner.message_hub.update_info(PREEMPTED_KEY, self.file_backend.join_path(self.out_dir, filename))
+        return self.save(runner, filename, dict(epoch=runner.epoch, iter=done))
 
     def save(self, runner, filename: str, meta: dict) -> str:
         """Save a checkpoint named ``filename`` in the output folder, then point ``last_checkpoint`` at it;
@@ -172,6 +188,7 @@ class SafeCheckpointHook(CheckpointHook):
                                backend_args=self.backend_args, **self.args)
         if is_main_process():
             atomic_write(str(self.last_ckpt).encode(), osp.join(runner.work_dir, POINTER))
+        self._saved_at = meta['iter']
         return self.last_ckpt
 
 

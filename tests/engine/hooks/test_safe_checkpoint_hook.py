@@ -1,8 +1,10 @@
 """Crash-safe checkpoints: a save interrupted at any point (killed, disk full) leaves the previous checkpoint and
-last_checkpoint usable; --resume skips a missing or truncated checkpoint; stock configs keep mmengine's hook."""
+last_checkpoint usable; --resume skips a missing or truncated checkpoint; stock configs keep mmengine's hook;
+SIGTERM mid-epoch saves, exits for a requeue, and the resumed run ends exactly as an uninterrupted one."""
 import errno
 import logging
 import os
+import signal
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
-from convnext_dense.engine.hooks import safe_checkpoint_hook
+from convnext_dense.engine.hooks import EXIT_REQUEUE, safe_checkpoint_hook
 from convnext_dense.engine.hooks.safe_checkpoint_hook import (CheckpointSpaceError, ResumeError, SafeCheckpointHook,
                                                               checkpoint_to_resume)
 from convnext_dense.tooling.safeguards import apply_safeguards
@@ -131,3 +133,54 @@ def test_configs_keep_mmengines_hook_unless_they_or_our_tools_opt_in(tmp_path):
                       default_scope='mmdet'))
     assert any('SafeCheckpointHook' in note for note in apply_safeguards(cfg))
     assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+
+
+class NoisyData(ToyData):
+    """Random augmentation from the global torch generator; sends SIGTERM to this process at its ``signal_at``-th
+    sample load, as SLURM would mid-iteration."""
+
+    def __init__(self, signal_at=None):
+        self.signal_at, self.loads = signal_at, 0
+
+    def __getitem__(self, i):
+        self.loads += 1
+        if self.loads == self.signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return dict(inputs=torch.tensor([float(i), 1.0]) + torch.rand(2))
+
+
+def preemptible_runner(work_dir, signal_at=None, resume=False):
+    torch.manual_seed(0)  # the model's initial weights
+    return Runner(
+        model=ToyModel(), work_dir=str(work_dir), resume=resume, randomness=dict(seed=0),
+        train_dataloader=dict(dataset=NoisyData(signal_at), sampler=dict(type='DefaultSampler', shuffle=True),
+                              batch_size=2, num_workers=0, collate_fn=dict(type='pseudo_collate')),
+        optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        train_cfg=dict(by_epoch=True, max_epochs=3),
+        default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=1), logger=None),
+        custom_hooks=[dict(type='ReproducibleResumeHook'), dict(type='PreemptionHook')])
+
+
+def test_sigterm_mid_epoch_saves_exits_for_requeue_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
+    uninterrupted = preemptible_runner(tmp_path / 'uninterrupted')
+    uninterrupted.train()
+    expected = uninterrupted.model.linear.weight.detach().clone()
+
+    work_dir = tmp_path / 'preempted'
+    # The 11th sample is in the 6th batch: iteration 2 of epoch 2 (of 3, 4 iterations each).
+    runner = preemptible_runner(work_dir, signal_at=11)
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        runner.train()
+    assert stop.value.code == EXIT_REQUEUE
+    assert signal.getsignal(signal.SIGTERM) is previous_handler, 'the handlers are put back'
+    stopped = 6
+    assert runner.iter + 1 == stopped, 'the iteration in progress is finished, nothing more'
+    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / f'iter_{stopped}.pth')
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['epoch_1.pth', f'iter_{stopped}.pth']
+
+    resumed = preemptible_runner(work_dir, resume=True)
+    resumed.train()
+    assert resumed.iter == 12
+    assert torch.equal(resumed.model.linear.weight, expected)
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['epoch_3.pth'], 'the mid-epoch checkpoint is removed'
