@@ -9,6 +9,7 @@ import os
 import sys
 
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
+from convnext_dense.engine.hooks.safe_checkpoint_hook import ResumeError
 from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          check_pretrained, load_config)
 
@@ -54,9 +55,10 @@ def main():
     args = parse_args()
     try:
         cfg, notes = setup(args)
-    except SetupError as exc:
+        runner = build_runner(cfg, notes)
+        runner.train()  # --resume picks its checkpoint as training starts: ResumeError when none is intact
+    except (SetupError, ResumeError) as exc:
         sys.exit(f'error: {exc}')
-    build_runner(cfg, notes).train()
 
 
 if __name__ == '__main__':

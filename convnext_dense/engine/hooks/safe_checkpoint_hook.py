@@ -117,9 +117,9 @@ def checkpoint_to_resume(work_dir: str, logger) -> str:
             return path
         skipped.append(f'{path} ({reason})')
     found = f'{pointer} names {named}, which is {problem}' if named else f'no {POINTER} file'
-    raise ResumeError(f'cannot resume: no intact checkpoint in {work_dir} ({found}; '
-                      f'{"unreadable: " + ", ".join(skipped) if skipped else "no *.pth files"}). Start the run '
-                      'anew without --resume (resume=False), or give a checkpoint with --resume PATH')
+    others = 'unreadable: ' + ', '.join(skipped) if skipped else 'no other *.pth files' if named else 'no *.pth files'
+    raise ResumeError(f'cannot resume: no intact checkpoint in {work_dir} ({found}; {others}). Start the run anew '
+                      'without --resume (resume=False), or give a checkpoint with --resume PATH')
 
 
 @HOOKS.register_module()
