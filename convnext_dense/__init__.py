@@ -6,7 +6,8 @@ registries (which mmdet's and mmseg's fall back to):
 - models: the ``ConvNeXt`` backbone (:mod:`.models.backbones.convnext`);
 - optimizer constructors: ``LearningRateDecayOptimizerConstructor`` (:mod:`.engine.optimizers`), which also stands in
   for mmdet's and mmseg's constructors of that name, giving their own param groups for the backbones they handle;
-- hooks: ``CheckFiniteLossHook``, ``ReproducibleResumeHook`` (:mod:`.engine.hooks`);
+- hooks: ``CheckFiniteLossHook``, ``ReproducibleResumeHook``, ``SafeCheckpointHook``, ``PreemptionHook`` (:mod:`.engine.hooks`; a config
+  uses them only where it names them);
 - transforms: ``GuardedLoad`` (:mod:`.datasets.transforms`), which tools/train.py writes into the configs it saves;
 
 and makes the process-wide changes of :mod:`.patches` (weights-only checkpoint reads, ``mmseg::`` config scopes).
@@ -22,13 +23,13 @@ except ImportError as error:
 
 from .patches import apply as _apply_patches
 from .datasets.transforms import BadSampleError, GuardedLoad
-from .engine.hooks import CheckFiniteLossHook, ReproducibleResumeHook
+from .engine.hooks import CheckFiniteLossHook, PreemptionHook, ReproducibleResumeHook, SafeCheckpointHook
 from .engine.optimizers import LearningRateDecayOptimizerConstructor
 from .models import CheckpointError, ConvNeXt, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
 
 __version__ = '0.1.0'
 __all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad',
-           'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'ReproducibleResumeHook',
-           'load_checkpoint', 'load_pretrained']
+           'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'PreemptionHook',
+           'ReproducibleResumeHook', 'SafeCheckpointHook', 'load_checkpoint', 'load_pretrained']
 
 _apply_patches()

@@ -116,7 +116,7 @@ def test_the_import_registers_every_type_the_tools_write_into_configs():
             registries = __import__(f'{scope}.registry', fromlist=['TRANSFORMS', 'HOOKS'])
             with DefaultScope.overwrite_default_scope(scope):
                 assert registries.TRANSFORMS.get('GuardedLoad') is convnext_dense.GuardedLoad
-                for hook in ('CheckFiniteLossHook', 'ReproducibleResumeHook'):
+                for hook in ('CheckFiniteLossHook', 'ReproducibleResumeHook', 'SafeCheckpointHook', 'PreemptionHook'):
                     assert registries.HOOKS.get(hook) is getattr(convnext_dense, hook)
         print('ok')
         """)

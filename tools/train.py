@@ -5,9 +5,12 @@
     tools/dist_train.sh CONFIG 8 [args]  # distributed, under torchrun
 """
 import argparse
+import glob
+import os
 import sys
 
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
+from convnext_dense.engine.hooks.safe_checkpoint_hook import ResumeError
 from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
                                          check_pretrained, load_config)
 
@@ -36,11 +39,20 @@ def setup(args):
             raise SetupError(f'{args.config}: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                              'in the config (N: the batch size its learning rate is for)')
         cfg.auto_scale_lr.enable = True
+    notes = []
+    if args.resume is None and int(os.environ.get('SLURM_RESTART_COUNT', '0')) > 0:
+        # SLURM restarted the job (after a preemption, PreemptionHook asked for it): go on where it stopped, or
+        # start afresh when it stopped before its first checkpoint
+        if glob.glob(os.path.join(cfg.work_dir, '*.pth')):
+            args.resume = 'auto'
+            notes.append('requeued SLURM job (SLURM_RESTART_COUNT > 0): resuming')
+        else:
+            notes.append('requeued SLURM job (SLURM_RESTART_COUNT > 0) with no checkpoint yet: starting afresh')
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    notes = adapt_to_machine(cfg)
+    notes = adapt_to_machine(cfg) + notes
     check_data(cfg, ['train_dataloader', 'val_dataloader'] if cfg.get('val_cfg') else ['train_dataloader'])
     check_pretrained(cfg)
     return cfg, notes
@@ -51,8 +63,8 @@ def main():
     try:
         cfg, notes = setup(args)
         runner = build_runner(cfg, notes, new_classes=True)  # fine-tuning: load_from may be for other classes
-        runner.train()
-    except SetupError as exc:
+        runner.train()  # --resume picks its checkpoint as training starts: ResumeError when none is intact
+    except (SetupError, ResumeError) as exc:
         sys.exit(f'error: {exc}')
 
 

@@ -1,18 +1,23 @@
 """What every run of tools/train.py and tools/test.py gets, whatever its config: a non-finite loss stops training
 (:mod:`convnext_dense.engine.hooks.finite_loss_hook`), a resumed run repeats the interrupted one exactly
-(:mod:`convnext_dense.engine.hooks.reproducible_resume_hook`), and bad samples are skipped in training and stop
-evaluation with the file named (:mod:`convnext_dense.datasets.transforms.guarded_load`).
+(:mod:`convnext_dense.engine.hooks.reproducible_resume_hook`), checkpoints survive a crash while saving and resuming
+skips a broken one (:mod:`convnext_dense.engine.hooks.safe_checkpoint_hook`), SIGTERM / SIGUSR1 save and exit for a
+requeue (:mod:`convnext_dense.engine.hooks.preemption_hook`), and bad samples are skipped in
+training and stop evaluation with the file named (:mod:`convnext_dense.datasets.transforms.guarded_load`).
 """
 from typing import List
 
 from ..datasets.transforms.guarded_load import IGNORE_INDEX, GuardedLoad
 from ..engine.hooks.finite_loss_hook import CheckFiniteLossHook
+from ..engine.hooks.preemption_hook import PreemptionHook
 from ..engine.hooks.reproducible_resume_hook import ReproducibleResumeHook
+from ..engine.hooks.safe_checkpoint_hook import SafeCheckpointHook
 from .config_tree import datasets
 from .data_checks import dataset_classes, ignore_index
 
-HOOKS = (CheckFiniteLossHook, ReproducibleResumeHook)
+HOOKS = (CheckFiniteLossHook, ReproducibleResumeHook, PreemptionHook)
 LOADING_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations')
+STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
 
 
 def apply_safeguards(cfg) -> List[str]:
@@ -24,10 +29,11 @@ def apply_safeguards(cfg) -> List[str]:
     guarded = guard_pipelines(cfg)
     notes = [f'safeguards: {", ".join(added) or "hooks already in the config"}; {len(guarded)} loading steps '
              'guarded (bad samples skipped in training, refused in evaluation)']
-    if cfg.get('default_hooks', {}).get('checkpoint', {}).get('max_keep_ckpts') == 1:
-        notes.append('default_hooks.checkpoint.max_keep_ckpts=1: mmengine deletes the previous checkpoint before '
-                     'writing the next, so a crash while saving leaves none to resume from; keep 2 or more for long '
-                     'runs')
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if checkpoint and checkpoint.get('type', 'CheckpointHook') in STOCK_CHECKPOINT_HOOKS:
+        checkpoint.type = SafeCheckpointHook.__name__
+        notes.append('checkpoints: SafeCheckpointHook (written whole or not at all; outdated ones removed only '
+                     'after the new one is complete)')
     return notes
 
 

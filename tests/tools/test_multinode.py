@@ -46,7 +46,7 @@ def srun_options(gpus, per_node, cpus):
 def test_slurm_train_defaults_follow_mmdet(fake_srun):
     result, argv = fake_srun('slurm_train.sh', 'gpu', 'job', 'configs/x.py', 'work_dirs/x')
     assert result.returncode == 0, result.stderr
-    assert argv == ['-p', 'gpu', '--job-name=job', *srun_options(8, 8, 5),
+    assert argv == ['-p', 'gpu', '--job-name=job', *srun_options(8, 8, 5), '--signal=USR1@300',
                     'python3', '-u', str(TOOLS / 'train.py'), 'configs/x.py', '--work-dir=work_dirs/x',
                     '--launcher=slurm']
 
@@ -54,9 +54,10 @@ def test_slurm_train_defaults_follow_mmdet(fake_srun):
 def test_slurm_train_takes_resources_srun_args_and_train_options(fake_srun):
     result, argv = fake_srun('slurm_train.sh', 'p1', 'big job', 'c.py', 'w', '--resume', '--cfg-options',
                              'work_dir=a b', GPUS='16', GPUS_PER_NODE='4', CPUS_PER_TASK='2',
-                             SRUN_ARGS='--quotatype=auto --time=1:00:00')
+                             SRUN_ARGS='--quotatype=auto --time=1:00:00', SIGNAL_SECONDS='60')
     assert result.returncode == 0, result.stderr
-    assert argv == ['-p', 'p1', '--job-name=big job', *srun_options(16, 4, 2), '--quotatype=auto', '--time=1:00:00',
+    assert argv == ['-p', 'p1', '--job-name=big job', *srun_options(16, 4, 2), '--signal=USR1@60',
+                    '--quotatype=auto', '--time=1:00:00',
                     'python3', '-u', str(TOOLS / 'train.py'), 'c.py', '--work-dir=w', '--launcher=slurm', '--resume',
                     '--cfg-options', 'work_dir=a b']
 

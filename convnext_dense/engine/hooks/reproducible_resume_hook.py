@@ -6,7 +6,10 @@ And without a configured seed, each run draws a new one and the sampler (built b
 in an order the checkpoint's run never used, repeating some images and skipping others.
 
 This hook saves the torch (CPU and CUDA), numpy and Python random states in every checkpoint and puts them back just
-before the resumed run fetches its first batch, and points the training sampler at the checkpoint's seed. It gives the
+before the resumed run fetches its first batch to train on (after the batches already trained are skipped: official
+mmengine skips them by loading them, drawing random numbers), and points the training sampler at the checkpoint's seed.
+A checkpoint saved in the middle of an epoch (on preemption, :mod:`.preemption_hook`) resumes that epoch at the next
+batch. It gives the
 training and validation dataloaders their own generators, so that creating a dataloader iterator (which a resumed
 iteration-based run does at a point the uninterrupted run does not, and validation does in between) draws nothing from
 the global torch generator. Exact for one process with ``num_workers=0``. Limits: mmengine writes checkpoints from
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
 CHECKPOINT_KEY = 'random_states'
 
@@ -62,13 +66,81 @@ class ReproducibleResumeHook(Hook):
                                   'ReproducibleResumeHook): the resumed run goes on with freshly seeded augmentations '
                                   'and drop-path masks, so it will not repeat the interrupted run exactly')
             return
-        torch.set_rng_state(states['torch'])
-        np.random.set_state(states['numpy'])
-        random.setstate(states['python'])
-        if torch.cuda.is_available() and len(states['cuda']) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states['cuda'])
-        runner.train_loop.dataloader.generator.set_state(states['train_dataloader'])
-        runner.logger.info(f'random states restored from the checkpoint of iteration {runner.iter}')
+        loop = runner.train_loop
+        if isinstance(loop, IterBasedTrainLoop):
+            # The loop now skips the batches already trained; official mmengine does so by loading them, which draws
+            # random numbers (the ~1e-4 drift of a resume there): restore the states after the skip.
+            loop.dataloader_iterator = _RestoreAfterSkip(loop, runner.iter, lambda: _restore(runner, states))
+            return
+        done = runner.iter - runner.epoch * len(loop.dataloader)
+        if done:  # a checkpoint from the middle of an epoch (saved on preemption): go on from the next batch
+            loop.dataloader = _RestOfEpoch(loop.dataloader, done, lambda: _restore(runner, states))
+            runner.logger.info(f'resuming epoch {runner.epoch + 1} at its batch {done + 1}: skipping the {done} '
+                               'batches it had trained')
+        else:
+            _restore(runner, states)
+
+    def after_train_epoch(self, runner) -> None:
+        if isinstance(runner.train_loop.dataloader, _RestOfEpoch):
+            runner.train_loop.dataloader = runner.train_loop.dataloader.loader
+
+
+def _restore(runner, states: dict) -> None:
+    torch.set_rng_state(states['torch'])
+    np.random.set_state(states['numpy'])
+    random.setstate(states['python'])
+    if torch.cuda.is_available() and len(states['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states['cuda'])
+    runner.train_loop.dataloader.generator.set_state(states['train_dataloader'])
+    runner.logger.info(f'random states restored from the checkpoint of iteration {runner.iter}')
+
+
+class _RestoreAfterSkip:
+    """Stands in for an iteration-based loop's dataloader iterator while the loop skips the ``skip`` batches already
+    trained (by fetching them, or with OneDL mmengine's ``skip_iter``); runs ``restore`` before the first batch it
+    trains on, and hands the loop its iterator back."""
+
+    def __init__(self, loop, skip: int, restore):
+        self.loop, self.inner, self.skip, self.restore = loop, loop.dataloader_iterator, skip, restore
+
+    def skip_iter(self, num_iters: int) -> None:
+        self.inner.skip_iter(num_iters)
+        self.skip -= num_iters
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.skip > 0:
+            self.skip -= 1
+            return next(self.inner)
+        self.restore()
+        self.loop.dataloader_iterator = self.inner
+        return next(self.inner)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class _RestOfEpoch:
+    """The rest of an epoch-based loop's current epoch: iterating skips the first ``done`` batches, then runs
+    ``restore`` before the first batch trained on. Everything else is the wrapped ``loader``'s."""
+
+    def __init__(self, loader, done: int, restore):
+        self.loader, self.done, self.restore = loader, done, restore
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        for _ in range(self.done):
+            next(batches)
+        self.restore()
+        yield from batches
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
 
 
 def _sampler(loader):

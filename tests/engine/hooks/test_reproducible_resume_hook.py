@@ -7,11 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import mmengine
 import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
-from mmengine.utils import digit_version
 
 from convnext_dense import patches
 from convnext_dense import CheckpointError
@@ -41,9 +39,6 @@ def uninterrupted(demo_data, tmp_path_factory):
     return _load_checkpoint(str(work_dir / f'iter_{ITERS}.pth'), map_location='cpu')
 
 
-@pytest.mark.xfail(digit_version(mmengine.__version__) < digit_version('0.10.8'), strict=False,
-                   reason='known gap: with official mmengine 0.10.7 the resumed run ends within ~1e-4 of the '
-                   'uninterrupted one, not bit-identical (exact with OneDL mmengine 0.10.12); cause not found yet')
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(demo_data, uninterrupted, tmp_path):
     work_dir = tmp_path / 'killed'
     process = subprocess.Popen(train_command(work_dir, demo_data), stdout=subprocess.DEVNULL,
