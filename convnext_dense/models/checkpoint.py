@@ -254,17 +254,7 @@ def load_pretrained(model: torch.nn.Module, path: str, weights_only: bool = True
 def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], report: LoadReport) -> None:
     """Copy matching tensors into ``model``; raise on shape mismatches or when nothing of the backbone is there."""
     own = model.state_dict()
-    mismatched = []
-    to_load = {}
-    for key, value in state_dict.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif value.shape == own[key].shape:
-            to_load[key] = value
-        elif squeezed(value.shape) == squeezed(own[key].shape):
-            to_load[key] = value.reshape(own[key].shape)  # (1,1,1,C) GRN params, 1x1-conv MLP weights
-        else:
-            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}')
+    to_load, mismatched, _ = sort_by_fit(state_dict, own, report)
     if mismatched:
         raise CheckpointError(f'{report.source}: {len(mismatched)} tensors do not fit the model, e.g. '
                               f'{"; ".join(mismatched[:3])}. The checkpoint is for another architecture'
@@ -278,6 +268,26 @@ def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
     report.loaded = sorted(to_load)
     report.missing = sorted(k for k in own if k not in to_load and not OPTIONAL_KEY.match(k))
     report.fresh_norms = sorted(k for k in own if k not in to_load and OPTIONAL_KEY.match(k))
+
+
+def sort_by_fit(state_dict: Dict[str, torch.Tensor], own: Dict[str, torch.Tensor], report: LoadReport,
+                set_aside: Callable[[str], bool] = lambda key: False) -> Tuple[dict, List[str], dict]:
+    """(tensors to load, descriptions of those whose shape does not fit, mismatched ones that ``set_aside`` picks)
+    of ``state_dict`` against the model's ``own``; keys the model lacks go to ``report.unexpected``. Shapes equal but
+    for ones fit: (1,1,1,C) GRN parameters, 1x1-conv MLP weights."""
+    to_load, mismatched, aside = {}, [], {}
+    for key, value in state_dict.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif value.shape == own[key].shape:
+            to_load[key] = value
+        elif squeezed(value.shape) == squeezed(own[key].shape):
+            to_load[key] = value.reshape(own[key].shape)
+        elif set_aside(key):
+            aside[key] = value
+        else:
+            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}')
+    return to_load, mismatched, aside
 
 
 def rename(key: str, rules: Renames) -> Optional[str]:

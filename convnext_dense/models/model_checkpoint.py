@@ -25,7 +25,7 @@ from mmengine.logging import print_log
 
 from .backbones import ConvNeXt
 from .checkpoint import (HF_WEIGHT_FILES, CheckpointError, LoadReport, Renames, abbreviate, arch_hint, backbone_prefix,
-                         format_report, rename, resolve_weights_file, squeezed, to_backbone_state_dict,
+                         format_report, rename, resolve_weights_file, sort_by_fit, to_backbone_state_dict,
                          unwrap_state_dict)
 
 # Head renames, by the layout of the backbone (which tells the framework); layouts not listed name their heads as we do.
@@ -134,18 +134,7 @@ def load_into(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], repor
     """Copy ``state_dict`` into ``model`` after checking that it fits: raises :class:`CheckpointError` naming the
     tensors that do not and the fix."""
     own = model.state_dict()
-    to_load, mismatched, class_layers = {}, [], {}
-    for key, value in state_dict.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif value.shape == own[key].shape:
-            to_load[key] = value
-        elif squeezed(value.shape) == squeezed(own[key].shape):
-            to_load[key] = value.reshape(own[key].shape)  # (1,1,1,C) GRN params of Hugging Face
-        elif CLASS_LAYER.match(key):
-            class_layers[key] = value
-        else:
-            mismatched.append(f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}')
+    to_load, mismatched, class_layers = sort_by_fit(state_dict, own, report, set_aside=CLASS_LAYER.match)
     if mismatched:
         backbone = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
         hint = arch_hint(backbone, getattr(getattr(model, 'backbone', None), 'arch_settings', {})) \
