@@ -14,9 +14,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
-from convnext_dense.engine.hooks import EXIT_REQUEUE, safe_checkpoint_hook
-from convnext_dense.engine.hooks.safe_checkpoint_hook import (CheckpointSpaceError, ResumeError, SafeCheckpointHook,
-                                                              checkpoint_to_resume)
+from convnext_dense.engine.hooks import EXIT_REQUEUE
+from convnext_dense.engine.hooks.safe_checkpoint_hook import CheckpointSpaceError, ResumeError, checkpoint_to_resume
 from convnext_dense.tooling.safeguards import apply_safeguards
 
 
