@@ -168,7 +168,8 @@ def build_runner(cfg: Config, notes: Sequence[str], new_classes: bool = False):
 
     The trained model it loads (``load_from``, the checkpoint of tools/test.py) goes through
     :func:`convnext_dense.load_checkpoint`, which maps released layouts and refuses one that does not fit;
-    ``new_classes`` (fine-tuning) lets the class layers differ from the checkpoint's. Resuming is mmengine's own.
+    ``new_classes`` (fine-tuning) lets the class layers differ from the checkpoint's. Resuming (``cfg.resume``) is
+    mmengine's own, which reads the checkpoint through ``Runner.load_checkpoint`` too.
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
@@ -177,7 +178,8 @@ def build_runner(cfg: Config, notes: Sequence[str], new_classes: bool = False):
         torch.distributed.init_process_group(backend='gloo')
     notes = [*notes, *apply_safeguards(cfg)]
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.load_checkpoint = _trained_model_loader(runner, new_classes)
+    if not cfg.get('resume'):  # resuming reads mmengine's own checkpoints through this method: left as it is
+        runner.load_checkpoint = _trained_model_loader(runner, new_classes)
     for note in notes:
         runner.logger.info(note)
     return runner
