@@ -24,12 +24,13 @@ if [ ! -f data/demo/coco/annotations/instances_val2017.json ] || [ ! -d data/dem
   "$PYTHON" "$REPO/tools/make_demo_data.py" --out data/demo
 fi
 
-# progress: mmengine's training and validation lines without the learning rates, timings and memory, cut to 160
-# characters, line by line as they come (GNU sed -u; mawk would hold its input until the run ends); never fails.
+# progress: mmengine's training and validation lines without the learning rates, timings and memory, fields two
+# spaces apart (mmengine versions pad differently), cut to 160 characters, line by line as they come (GNU sed -u; mawk would hold its input until the run ends); never fails.
 progress() {
   sed -u -n -E '/(Epoch|Iter)\((train|val)\)/{
     s/.*((Epoch|Iter)\((train|val)\))/\1/
     s/ +(base_lr|lr|time|data_time|memory|grad_norm): [^ ]+//g
+    s/ {3,}/  /g
     s/^(.{157}).*/\1/
     s/^/   /
     p
