@@ -14,6 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
+import convnext_dense  # noqa: F401  (mmseg:: / mmdet:: config references resolve on the OneDL stack)
 from conftest import REPO, import_mmpretrain_convnext
 
 pytestmark = pytest.mark.slow
@@ -103,18 +104,42 @@ def test_mmdet_zoo_detector_predicts_the_same_in_our_config(case, demo_data, tmp
     assert len(predicted) == len(expected) == 2
     for ours_, theirs_ in zip(predicted, expected):
         assert len(theirs_['pred_instances']['scores']) > 0, 'a comparison of empty predictions proves nothing'
-        for key in ('bboxes', 'scores', 'labels'):
-            np.testing.assert_allclose(np.asarray(ours_['pred_instances'][key]),
-                                       np.asarray(theirs_['pred_instances'][key]), rtol=1e-4, atol=1e-3)
-        assert [m['counts'] for m in ours_['pred_instances']['masks']] == \
-            [m['counts'] for m in theirs_['pred_instances']['masks']]
+        assert_same_detections(ours_['pred_instances'], theirs_['pred_instances'])
+
+
+def assert_same_detections(ours, theirs, score_tol=1e-4, box_tol=1e-2):
+    """The same detections, matched one to one by label, score and box. Features agree to ~1e-5 (the two backbones
+    sum in different orders), so detections whose scores tie that closely may come out in another order, and at the
+    ``max_per_img`` cut one may swap for another: only those at the lowest kept score may go unmatched. Mask logits
+    at the 0.5 threshold may flip a pixel or two, so matched masks may differ in 1% of their union."""
+    from pycocotools import mask as mask_util
+
+    def rows(pred):
+        return list(zip(np.asarray(pred['labels']).tolist(), np.asarray(pred['scores']).tolist(),
+                        np.asarray(pred['bboxes']), pred['masks']))
+
+    unmatched = rows(ours)
+    lowest = min(np.asarray(theirs['scores']).min(), np.asarray(ours['scores']).min())
+    for label, score, box, mask in rows(theirs):
+        match = next((i for i, (label_, score_, box_, _) in enumerate(unmatched)
+                      if label_ == label and abs(score_ - score) <= score_tol
+                      and np.abs(box_ - box).max() <= box_tol), None)
+        if match is None:
+            assert score <= lowest + score_tol, f'their detection {label, score, box} has no match in ours'
+            continue
+        ours_mask, their_mask = mask_util.decode(unmatched.pop(match)[3]), mask_util.decode(mask)
+        assert (ours_mask != their_mask).sum() <= 0.01 * max((ours_mask | their_mask).sum(), 1)
+    assert all(score <= lowest + score_tol for _, score, _, _ in unmatched), unmatched
 
 
 def test_mmseg_zoo_upernet_predicts_the_same_in_our_config(demo_data, tmp_path):
     import_mmpretrain_convnext()
+    # Resize to one CPU-sized 320 x 256 window, a multiple of 32: on other sizes mmpretrain's stem and downsampling
+    # layers crop the last rows / columns where ours pad them (Downsample in our backbone) so every pixel is seen.
     options = {'model.backbone.init_cfg': None,
                'test_dataloader.dataset.data_root': f'{demo_data}/ade/ADEChallengeData2016',
-               'test_dataloader.dataset.pipeline.1.scale': (1024, 256)}  # Resize: one 256 x 256 window, CPU-sized
+               'test_dataloader.dataset.pipeline.1.scale': (256, 320),
+               'test_dataloader.dataset.pipeline.1.keep_ratio': False}
     their_config = dump_config('mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py', options,
                                tmp_path / 'theirs.py')
     our_config = dump_config('configs/upernet/convnext_t_160k_ade20k.py', options, tmp_path / 'ours.py')
