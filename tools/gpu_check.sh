@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# GPU acceptance run, in one command under ~8 minutes on an H100 (make gpu-check):
+# GPU acceptance run, in one command (make gpu-check), sized for ~5 minutes on an H100/H200 after set-up:
 #   1. pytest -m gpu tests/gpu: the real configs train a step under AMP fp16 and bf16 with mmcv's CUDA ops, the
-#      backbone equals timm's and mmpretrain's on CUDA, channels_last / with_cp / compile match the plain path;
-#   2. Cascade Mask R-CNN T/S/B, ConvNeXt vs Swin, AMP, batch 2, 1333x800: default settings, then ConvNeXt-B with our
-#      fastest (channels_last + compile) and leanest (with_cp) settings;
-#   3. the ConvNeXt-B backbone forward+backward in bf16: ours vs mmpretrain eager vs timm channels_last + compiled;
-#   4. tools/results_table.py: the README results table (device, torch, CUDA, target ratios) from the JSON.
-# Everything goes to OUT (default work_dirs/gpu_check). Exits non-zero without CUDA, or when a step fails.
-set -euo pipefail
+#      backbone equals timm's and mmpretrain's on CUDA, channels_last / with_cp / compile match the plain path
+#      (runs beside step 2, which measures memory only: separate processes, separate allocators);
+#   2. leanest settings: Cascade Mask R-CNN T/S/B, ConvNeXt and Swin, with_cp (activation checkpointing), AMP;
+#   3. default settings: the same six configs at the paper's setting (AMP, batch 2, 1333x800), memory and step time;
+#   4. ConvNeXt-B with our fastest settings (channels_last + compile);
+#   5. the ConvNeXt-B backbone forward+backward in bf16: ours vs mmpretrain eager vs timm channels_last + compiled;
+#   6. tools/results_table.py: the README results table (device, torch, CUDA, target ratios) from the JSON.
+# Each step has its own time limit and a failed step does not stop the others: what was measured is kept. Everything
+# goes to OUT (default work_dirs/gpu_check), with one log per step and steps.txt (step, exit status, seconds).
+# Exits 2 without CUDA, 1 when a step failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 OUT=${1:-work_dirs/gpu_check}
@@ -24,19 +28,45 @@ if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() el
     exit 2
 fi
 mkdir -p "$OUT"
+: > "$OUT/steps.txt"
 "$PYTHON" -c 'import torch; print("gpu_check on", torch.cuda.get_device_name(0), "| torch", torch.__version__,
-                                  "| CUDA", torch.version.cuda)'
+                                  "| CUDA", torch.version.cuda)' | tee "$OUT/device.txt"
 
-"$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/gpu --junitxml="$OUT/pytest_gpu.xml"
+failed=0
+deadline=$(( SECONDS + ${BUDGET_SECONDS:-1800} ))
+# step NAME SECONDS COMMAND...: run COMMAND under a time limit (cut to what is left of BUDGET_SECONDS), its output in
+# OUT/NAME.log, its status in steps.txt; a step with under 20 s left is skipped and counts as failed.
+step() {
+    local name=$1 limit=$2 start=$SECONDS rc=0
+    shift 2
+    (( limit > deadline - SECONDS )) && limit=$(( deadline - SECONDS ))
+    if (( limit < 20 )); then
+        echo "$name skipped (out of time: BUDGET_SECONDS=${BUDGET_SECONDS:-1800})" | tee -a "$OUT/steps.txt"
+        return 1
+    fi
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1 || rc=$?
+    echo "$name $rc $(( SECONDS - start ))s" | tee -a "$OUT/steps.txt"
+    if [ "$rc" != 0 ]; then tail -n 30 "$OUT/$name.log"; fi
+    return "$rc"
+}
+
+CASCADE=(configs/cascade_rcnn/{convnext,swin}_{t,s,b}_3x.py)
+step gpu_tests 240 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/gpu --junitxml="$OUT/pytest_gpu.xml" &
+tests=$!
+step memory_leanest 240 "$PYTHON" tools/benchmark_memory.py "${CASCADE[@]}" --iters 4 --warmup 2 --device cuda \
+    --out-dir "$OUT/memory_leanest" --cfg-options model.backbone.with_cp=True || failed=1
+wait "$tests" || failed=1
 
 MEMORY=(--iters "$ITERS" --warmup "$WARMUP" --device cuda)
-"$PYTHON" tools/benchmark_memory.py configs/cascade_rcnn/{convnext,swin}_{t,s,b}_3x.py "${MEMORY[@]}" \
-    --out-dir "$OUT/memory_default"
-"$PYTHON" tools/benchmark_memory.py configs/cascade_rcnn/convnext_b_3x.py "${MEMORY[@]}" \
-    --out-dir "$OUT/memory_fastest" --cfg-options model.backbone.channels_last=True model.backbone.compile=True
-"$PYTHON" tools/benchmark_memory.py configs/cascade_rcnn/convnext_b_3x.py "${MEMORY[@]}" \
-    --out-dir "$OUT/memory_leanest" --cfg-options model.backbone.with_cp=True
-"$PYTHON" tools/benchmark_backbone.py --arch base --amp bf16 --iters "$ITERS" --warmup "$WARMUP" --device cuda \
-    --out-dir "$OUT/backbone"
+step memory_default 240 "$PYTHON" tools/benchmark_memory.py "${CASCADE[@]}" "${MEMORY[@]}" \
+    --out-dir "$OUT/memory_default" || failed=1
+step backbone 180 "$PYTHON" tools/benchmark_backbone.py --arch base --amp bf16 --iters "$ITERS" --warmup "$WARMUP" \
+    --device cuda --out-dir "$OUT/backbone" || failed=1
+step memory_fastest 180 "$PYTHON" tools/benchmark_memory.py configs/cascade_rcnn/convnext_b_3x.py "${MEMORY[@]}" \
+    --out-dir "$OUT/memory_fastest" --cfg-options model.backbone.channels_last=True model.backbone.compile=True \
+    || failed=1
 
-"$PYTHON" tools/results_table.py "$OUT"
+deadline=$(( SECONDS + 60 ))  # the table of whatever was measured, whatever the budget
+step results_table 60 "$PYTHON" tools/results_table.py "$OUT" || failed=1
+cat "$OUT/RESULTS.md" 2>/dev/null
+exit "$failed"
