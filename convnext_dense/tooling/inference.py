@@ -35,7 +35,7 @@ def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
             from mmseg.apis import init_model
             model = revert_sync_batchnorm(init_model(cfg, None, device=device))
     found = load_checkpoint(model, checkpoint).dataset_meta if checkpoint else {}
-    configured = _test_set_metainfo(cfg)
+    configured = test_set_metainfo(cfg)
     classes = tuple(found.get('classes') or configured.get('classes') or ())
     palette = next((p for p in (configured.get('palette'), found.get('palette'))
                     if p is not None and not isinstance(p, str) and len(p) >= len(classes)), None)
@@ -45,7 +45,7 @@ def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
     return model
 
 
-def _test_set_metainfo(cfg) -> dict:
+def test_set_metainfo(cfg) -> dict:
     """The metainfo (classes, palette) of the config's test data set, without reading its annotations."""
     from mmengine.registry import DATASETS
     dataset = copy.deepcopy(cfg.test_dataloader.dataset)
