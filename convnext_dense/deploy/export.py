@@ -259,6 +259,7 @@ def _trace(module: nn.Module, shape: Tuple[int, int], output_names: Tuple[str, .
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export')
+        warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'torch\.onnx')
         torch.onnx.export(module, (image, ), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=list(output_names), dynamic_axes=dynamic_axes or None,
                           do_constant_folding=True)
