@@ -68,13 +68,14 @@ def main():
         model = load_model(cfg, args.checkpoint, 'cpu')
     except (SetupError, CheckpointError) as exc:
         sys.exit(f'error: {exc}')
+    from convnext_dense.deploy.detector_graph import UnsupportedDetectorError
     from convnext_dense.deploy.export import ParityError, export
     from convnext_dense.deploy.graph_checks import GraphCheckError
     try:
         result = export(model, args.out, shape, dynamic=args.dynamic, fp16=args.fp16, opset=args.opset,
                         backbone_only=args.backbone_only, labels=args.labels, config=args.config,
                         check_image=check_image)
-    except (ImportError, ValueError, GraphCheckError, ParityError) as exc:
+    except (ImportError, ValueError, UnsupportedDetectorError, GraphCheckError, ParityError) as exc:
         sys.exit(f'error: {exc}')
     print('\n'.join(result.summary()))
     if args.probe:

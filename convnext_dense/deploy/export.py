@@ -112,11 +112,10 @@ def build_graph(model: nn.Module, task: str, labels: bool = False) -> Tuple[nn.M
             f'{name}: float32 (1, {c}, ceil(H/{s}), ceil(W/{s}))'
             for name, c, s in zip(names, backbone.out_channels, backbone.strides))
     else:
-        from .detector_graph import DetectorGraph, detector_output_names
-        graph, names = DetectorGraph(model), tuple(detector_output_names)
+        from .detector_graph import OUTPUT_NAMES, DetectorGraph
+        graph, names = DetectorGraph(model), OUTPUT_NAMES
         layout = ('boxes: float32 (N, 4) x1, y1, x2, y2 in input pixels; scores: float32 (N,); labels: int64 (N,) '
-                  'indices into classes; masks: (N, H, W) at the input size (uint8 0/1, or float probabilities to '
-                  'threshold at mask_threshold)')
+                  'indices into classes; masks: uint8 (N, H, W) 0/1 at the input size')
     return graph.eval(), names, layout
 
 
@@ -230,13 +229,8 @@ def detection_differences(reference: Dict[str, np.ndarray], outputs: Dict[str, n
         free[j] = False
         box = max(box, float(errors.min()))
         score = max(score, float(abs(outputs['scores'][j] - reference['scores'][i])))
-        ref_mask, got_mask = _binary(reference['masks'][i]), _binary(outputs['masks'][j])
-        mask = max(mask, float(np.mean(ref_mask != got_mask)))
+        mask = max(mask, float(np.mean(reference['masks'][i] != outputs['masks'][j])))
     return dict(unmatched=float(unmatched), box=box, score=score, mask_pixels=mask)
-
-
-def _binary(mask: np.ndarray) -> np.ndarray:
-    return mask > 0.5 if np.issubdtype(mask.dtype, np.floating) else mask.astype(bool)
 
 
 def _trace(module: nn.Module, shape: Tuple[int, int], output_names: Tuple[str, ...], dynamic: bool, task: str,
@@ -278,7 +272,4 @@ def _metadata(model: nn.Module, task: str, shape: Tuple[int, int], dynamic: bool
     if task == 'segmentation':
         metadata.update(align_corners=json.dumps(bool(model.decode_head.align_corners)),
                         threshold=str(float(getattr(model.decode_head, 'threshold', 0.5) or 0.5)))
-    if task == 'detection':
-        rcnn = model.test_cfg.rcnn if hasattr(model.test_cfg, 'rcnn') else model.roi_head.test_cfg
-        metadata['mask_threshold'] = str(float(rcnn.get('mask_thr_binary', 0.5)))
     return metadata

@@ -144,7 +144,9 @@ class ProbeReport:
         return self.groups[group][0] if self.groups[group] else ('-', 0.)
 
     def overflows(self) -> List[Tuple[str, float]]:
-        return [(name, value) for entries in self.groups.values() for name, value in entries if value > FP16_MAX]
+        """Tensors beyond the fp16 range, each once (a LayerNorm input is often kept in fp16 too), largest first."""
+        found = {name: value for entries in self.groups.values() for name, value in entries if value > FP16_MAX}
+        return sorted(found.items(), key=lambda e: -e[1])
 
     def lines(self, top: int = 3) -> List[str]:
         out = []

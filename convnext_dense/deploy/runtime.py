@@ -6,7 +6,7 @@ predictions, exactly as they do a PyTorch checkpoint.
 the graph (which converts, normalises and pads it itself) and does the rest of mmdet's / mmseg's ``predict`` on the
 graph's outputs: segmentation logits resized to the original image and their argmax, sliding-window inference when the
 config asks for it (the graph runs on each window); detection boxes scaled back by the test pipeline's resize factor
-(mmdet's ``rescale=True``), masks resized to the original image and thresholded.
+(mmdet's ``rescale=True``), masks resized to the original image.
 """
 import json
 from typing import Dict, List, Optional, Tuple
@@ -120,15 +120,9 @@ class OnnxRuntimeModel(BaseModel):
         height, width = sample.metainfo['ori_shape'][:2]
         scale_w, scale_h = sample.metainfo.get('scale_factor', (1., 1.))
         boxes = torch.from_numpy(outputs['boxes']).float() / torch.tensor([scale_w, scale_h, scale_w, scale_h])
-        masks = torch.from_numpy(outputs['masks'])
-        if len(masks):
-            if masks.is_floating_point():
-                masks = F.interpolate(masks[None].float(), size=(height, width), mode='bilinear',
-                                      align_corners=False)[0] > float(self.graph.metadata['mask_threshold'])
-            else:
-                masks = F.interpolate(masks[None].float(), size=(height, width), mode='nearest')[0] > 0.5
-        else:
-            masks = torch.zeros((0, height, width), dtype=torch.bool)
+        masks = torch.from_numpy(outputs['masks'])  # uint8 0/1 at the input size
+        masks = F.interpolate(masks[None].float(), size=(height, width), mode='nearest')[0].bool() if len(masks) \
+            else torch.zeros((0, height, width), dtype=torch.bool)
         sample.pred_instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores']).float(),
                                              labels=torch.from_numpy(outputs['labels']).long(), masks=masks)
 
