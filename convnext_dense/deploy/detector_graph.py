@@ -8,7 +8,7 @@ size from the traced input shape, so that one graph serves any image size, with 
 mmcv's kernels, so the module reproduces ``model.predict`` (see :class:`DetectorGraph`).
 """
 import math
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
