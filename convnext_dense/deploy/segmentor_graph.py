@@ -21,7 +21,9 @@ class Preprocess(nn.Module):
 
     def __init__(self, data_preprocessor: nn.Module, size_divisor: Optional[int] = None, pad_value: float = 0.):
         super().__init__()
-        self.bgr_to_rgb = bool(data_preprocessor._channel_conversion)
+        # mmengine's ImgDataPreprocessor and OneDL's mmseg call it _channel_conversion, mmseg 1.2 channel_conversion.
+        self.bgr_to_rgb = bool(getattr(data_preprocessor, '_channel_conversion', None)
+                               or getattr(data_preprocessor, 'channel_conversion', False))
         normalize = bool(data_preprocessor._enable_normalize)
         self.register_buffer('mean', data_preprocessor.mean.detach().float().reshape(1, -1, 1, 1).clone()
                              if normalize else torch.zeros(1, 3, 1, 1))
