@@ -1,11 +1,11 @@
 """Export graph of mmdet's Mask R-CNN and Cascade Mask R-CNN: image -> boxes, scores, labels, masks.
 
-mmdet's test-time post-processing (anchors, box decoding, NMS, RoI pooling, mask pasting) is Python over data-dependent
-shapes; traced as it is, it freezes the input size and records mmcv's custom ops. :class:`DetectorGraph` runs the model's
-own layers (backbone, neck, RPN convs, box and mask heads) and redoes that glue as vectorised tensor code, computing every
-size from the traced input shape, so that one graph serves any image size, with two standard ONNX ops for the rest:
-``RoiAlign`` (opset 16+, ``half_pixel`` as mmcv's aligned RoIAlign) and ``NonMaxSuppression``. In PyTorch both run
-mmcv's kernels, so the module reproduces ``model.predict`` (see :class:`DetectorGraph`).
+mmdet's test-time post-processing (anchors, box decoding, NMS, RoI pooling, mask pasting) is Python over
+data-dependent shapes; traced as it is, it freezes the input size and records mmcv's custom ops. :class:`DetectorGraph`
+runs the model's own layers (backbone, neck, RPN convs, box and mask heads) and redoes that glue as vectorised tensor
+code, computing every size from the traced input shape, so that one graph serves any image size, with two standard
+ONNX ops for the rest: ``RoiAlign`` (opset 16+, ``half_pixel`` as mmcv's aligned RoIAlign) and ``NonMaxSuppression``.
+In PyTorch both run mmcv's kernels, so the module reproduces ``model.predict`` (see :class:`DetectorGraph`).
 """
 import math
 from typing import Tuple
@@ -110,6 +110,9 @@ class DetectorGraph(nn.Module):
         self.rcnn_iou = _nms_iou(rcnn_cfg.nms, 'test_cfg.rcnn.nms')
         self.max_detections = _max_output(rcnn_cfg.max_per_img)
         self.mask_threshold = float(rcnn_cfg.mask_thr_binary)
+        # In eval mode from the start: torch.onnx.export puts a module back in the mode it found it in, and a
+        # training-mode wrapper would leave the model training (drop path on) after the export.
+        self.eval()
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.model.extract_feat(self.preprocess(image))
@@ -183,12 +186,16 @@ class DetectorGraph(nn.Module):
         probabilities = torch.stack([head(_roi_features(extractor, features, boxes)).sigmoid()
                                      for extractor, head in self.mask_stages]).mean(dim=0)
         channels = torch.zeros_like(labels) if self.mask_stages[-1][1].class_agnostic else labels
-        cell_h, cell_w = probabilities.shape[-2:]
-        probabilities = probabilities.gather(1, channels[:, None, None, None].expand(-1, 1, cell_h, cell_w))[:, 0]
-        rows = _paste_weights(boxes[:, 1], boxes[:, 3], height, cell_h)
-        columns = _paste_weights(boxes[:, 0], boxes[:, 2], width, cell_w)
-        pasted = torch.matmul(torch.matmul(rows, probabilities), columns.transpose(1, 2))
-        return (pasted >= self.mask_threshold).to(torch.uint8)
+        probabilities = probabilities.gather(1, channels[:, None, None, None].expand(-1, 1, *probabilities.shape[-2:]))
+        return (paste_masks(probabilities[:, 0], boxes, height, width) >= self.mask_threshold).to(torch.uint8)
+
+
+def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, height, width) -> torch.Tensor:
+    """Masks (N, h, w) stretched over their boxes (N, 4) on a (height, width) image, zero elsewhere: (N, height,
+    width), as mmdet's _do_paste_mask pastes on the CPU, but as two batched matrix products, with no loop over boxes."""
+    rows = _paste_weights(boxes[:, 1], boxes[:, 3], height, masks.shape[-2])
+    columns = _paste_weights(boxes[:, 0], boxes[:, 2], width, masks.shape[-1])
+    return torch.matmul(torch.matmul(rows, masks), columns.transpose(1, 2))
 
 
 def _decode(coder: nn.Module, boxes: torch.Tensor, deltas: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
