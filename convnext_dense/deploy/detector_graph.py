@@ -8,7 +8,7 @@ ONNX ops for the rest: ``RoiAlign`` (opset 16+, ``half_pixel`` as mmcv's aligned
 In PyTorch both run mmcv's kernels, so the module reproduces ``model.predict`` (see :class:`DetectorGraph`).
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,25 +49,30 @@ class RoiAlign(torch.autograd.Function):
 class NonMaxSuppression(torch.autograd.Function):
     """mmcv's NMS in PyTorch, ONNX ``NonMaxSuppression`` in the graph, with the ONNX op's interface: boxes (B, N, 4)
     x1y1x2y2, scores (B, C, N) -> selected (K, 3) int64 rows (batch, class, box), each (batch, class) in descending
-    score order, at most ``max_output_boxes_per_class`` of them, dropping boxes overlapping a kept one by IoU >
-    ``iou_threshold``."""
+    score order: at most ``max_output_boxes_per_class`` of the boxes scoring above ``score_threshold`` (None: all),
+    dropping those that overlap a kept one by IoU > ``iou_threshold``."""
 
     @staticmethod
     def forward(ctx, boxes: torch.Tensor, scores: torch.Tensor, max_output_boxes_per_class: int,
-                iou_threshold: float) -> torch.Tensor:
+                iou_threshold: float, score_threshold: Optional[float]) -> torch.Tensor:
         from mmcv.ops import nms
         selected = []
         for batch in range(scores.shape[0]):
             for cls in range(scores.shape[1]):
-                keep = nms(boxes[batch], scores[batch, cls], iou_threshold)[1][:max_output_boxes_per_class]
+                candidates = torch.arange(scores.shape[2], device=scores.device) if score_threshold is None else \
+                    (scores[batch, cls] > score_threshold).nonzero().squeeze(1)
+                keep = nms(boxes[batch, candidates], scores[batch, cls, candidates], iou_threshold)[1]
+                keep = candidates[keep[:max_output_boxes_per_class]]
                 selected.append(torch.stack([torch.full_like(keep, batch), torch.full_like(keep, cls), keep], dim=1))
         return torch.cat(selected)
 
     @staticmethod
-    def symbolic(g, boxes, scores, max_output_boxes_per_class, iou_threshold):
-        max_output = g.op('Constant', value_t=torch.tensor([max_output_boxes_per_class], dtype=torch.int64))
-        iou = g.op('Constant', value_t=torch.tensor([iou_threshold], dtype=torch.float32))
-        return g.op('NonMaxSuppression', boxes, scores, max_output, iou)
+    def symbolic(g, boxes, scores, max_output_boxes_per_class, iou_threshold, score_threshold):
+        inputs = [g.op('Constant', value_t=torch.tensor([max_output_boxes_per_class], dtype=torch.int64)),
+                  g.op('Constant', value_t=torch.tensor([iou_threshold], dtype=torch.float32))]
+        if score_threshold is not None:
+            inputs.append(g.op('Constant', value_t=torch.tensor([score_threshold], dtype=torch.float32)))
+        return g.op('NonMaxSuppression', boxes, scores, *inputs)
 
 
 class UnsupportedDetectorError(TypeError):
@@ -172,13 +177,15 @@ class DetectorGraph(nn.Module):
             boxes = _decode(head.bbox_coder, rois, deltas, bounds)[:, None].expand(num_rois, num_classes, 4)
         else:
             boxes = _decode(head.bbox_coder, rois[:, None].expand(num_rois, num_classes, 4).reshape(-1, 4),
-                            deltas.reshape(-1, 4), bounds)
-        labels = torch.arange(num_classes, device=scores.device)[None].expand(num_rois, num_classes)
-        boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
-        valid = (scores > self.score_threshold).nonzero().squeeze(1)
-        boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        keep = _batched_nms(boxes, scores, labels, self.rcnn_iou, self.max_detections)
-        return boxes[keep], scores[keep], labels[keep]
+                            deltas.reshape(-1, 4), bounds).reshape(num_rois, num_classes, 4)
+        # mmdet offsets each class's boxes apart for one NMS over all of them, which takes mmcv minutes with a low
+        # score_thr; each class as a batch of its own selects the same, and the runtimes stop at max_per_img a class
+        selected = NonMaxSuppression.apply(boxes.transpose(0, 1), scores.t()[:, None], self.max_detections,
+                                           self.rcnn_iou, self.score_threshold)
+        labels, indices = selected[:, 0], selected[:, 2]
+        scores = scores[indices, labels]
+        best = scores.topk(torch.clamp(shape_as_tensor(scores)[0], max=self.max_detections)).indices
+        return boxes[indices[best], labels[best]], scores[best], labels[best]
 
     def _masks(self, features: Tuple[torch.Tensor, ...], boxes: torch.Tensor, labels: torch.Tensor, height,
                width) -> torch.Tensor:
@@ -212,13 +219,14 @@ def _decode(coder: nn.Module, boxes: torch.Tensor, deltas: torch.Tensor, bounds:
 
 def _batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float,
                  max_output: int) -> torch.Tensor:
-    """mmcv's batched_nms: the indices kept by NMS within each group, best first, at most ``max_output``.
+    """mmcv's batched_nms as RPNHead runs it on its levels: the indices kept by NMS within each group, best first, at
+    most ``max_output``.
 
     Each group's boxes are moved beyond all others by the largest coordinate + 1, so one NMS keeps groups apart; the
     appended 0 keeps the maximum defined when no box is left (the boxes are clipped, so never negative)."""
     largest = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
     moved = boxes + (groups.to(boxes.dtype) * (largest + 1))[:, None]
-    return NonMaxSuppression.apply(moved[None], scores[None, None], max_output, iou_threshold)[:, 2]
+    return NonMaxSuppression.apply(moved[None], scores[None, None], max_output, iou_threshold, None)[:, 2]
 
 
 def _roi_features(extractor: nn.Module, features: Tuple[torch.Tensor, ...], boxes: torch.Tensor) -> torch.Tensor:

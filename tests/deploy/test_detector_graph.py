@@ -11,17 +11,16 @@ import pytest
 import torch
 from conftest import randomize_
 from deploy_models import CASCADE_CONFIG, MASK_RCNN_CONFIG, build, demo_config
+from mmcv.ops import nms, roi_align
+from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
+from mmdet.structures import DetDataSample
+
+from convnext_dense.deploy.detector_graph import (OUTPUT_NAMES, DetectorGraph, NonMaxSuppression, RoiAlign,
+                                                  UnsupportedDetectorError, paste_masks)
+from convnext_dense.deploy.graph_checks import count_convnext_norms, find_problems
 
 onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not installed')
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
-
-from mmcv.ops import nms, roi_align  # noqa: E402
-from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
-
-from convnext_dense.deploy.detector_graph import (OUTPUT_NAMES, DetectorGraph, NonMaxSuppression, RoiAlign,  # noqa: E402
-                                                  UnsupportedDetectorError, paste_masks)
-from convnext_dense.deploy.graph_checks import count_convnext_norms, find_problems  # noqa: E402
 
 CONFIGS = dict(mask_rcnn=MASK_RCNN_CONFIG, cascade=CASCADE_CONFIG)
 EXPORT_SIZE = (320, 256)
@@ -29,13 +28,13 @@ OTHER_SIZE = (250, 378)  # another aspect, no multiple of 32: the graph pads and
 
 
 @functools.lru_cache(maxsize=None)
-def detector(name: str, version: int = 1, score_thr: float = 0.05) -> torch.nn.Module:
-    """A demo detector with random weights whose scores spread over (0, 1): mmdet's init gives RPN scores all near
-    0.5 and random weights saturate them at 1, ties that float noise would break either way."""
+def detector(name: str, version: int) -> torch.nn.Module:
+    """A demo detector with random weights whose scores spread over (0, 1): the backbone fully random, the neck and
+    heads random and then scaled on one image to unit output spread (box regressors 0.1). mmdet's init gives RPN scores
+    all near 0.5, plain random weights saturate them at 1: ties that float noise would break either way."""
     cfg = demo_config(CONFIGS[name], version)
     if version == 2:
         cfg.model.backbone.layer_scale_init_value = 0.  # as configs/*/_base_convnextv2_3x.py
-    cfg.model.test_cfg.rcnn.score_thr = score_thr
     model = build(cfg)
     randomize_(model.backbone)
     generator = torch.Generator().manual_seed(1)
@@ -106,20 +105,24 @@ def match(reference, outputs, box_tolerance: float, score_tolerance: float) -> d
     return dict(box=box_error, score=score_error, mask_pixels=mask_errors / max(ref_masks.size, 1))
 
 
-def to_onnx(graph, size) -> bytes:
-    dynamic_axes = {'image': {2: 'height', 3: 'width'}, 'masks': {0: 'detections', 1: 'height', 2: 'width'}}
-    dynamic_axes.update({name: {0: 'detections'} for name in OUTPUT_NAMES[:3]})
+def to_onnx(module, args: tuple, **kwargs) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter('ignore')  # the tracer's notes on Python values and the exporter's deprecation
-        torch.onnx.export(graph, (image(size), ), buffer, dynamo=False, opset_version=17, input_names=['image'],
-                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes)
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=17, **kwargs)
     return buffer.getvalue()
 
 
-def run_onnx(model_bytes: bytes, x: torch.Tensor) -> list:
+def export_graph(graph, size) -> bytes:
+    dynamic_axes = {'image': {2: 'height', 3: 'width'}, 'masks': {0: 'detections', 1: 'height', 2: 'width'}}
+    dynamic_axes.update({name: {0: 'detections'} for name in OUTPUT_NAMES[:3]})
+    return to_onnx(graph, (image(size), ), input_names=['image'], output_names=list(OUTPUT_NAMES),
+                   dynamic_axes=dynamic_axes)
+
+
+def run_onnx(model_bytes: bytes, **inputs: torch.Tensor) -> list:
     session = ort.InferenceSession(model_bytes, providers=['CPUExecutionProvider'])
-    return session.run(list(OUTPUT_NAMES), {'image': x.numpy()})
+    return session.run(None, {name: value.numpy() for name, value in inputs.items()})
 
 
 @pytest.mark.parametrize('version', [1, 2])
@@ -139,7 +142,7 @@ def test_the_graph_gives_mmdet_predictions(name, version):
 @pytest.mark.parametrize('name, version', [('mask_rcnn', 1), ('cascade', 2)])
 def test_onnx_graph_gives_the_modules_detections_at_any_size(name, version):
     graph = DetectorGraph(detector(name, version))
-    model_bytes = to_onnx(graph, EXPORT_SIZE)
+    model_bytes = export_graph(graph, EXPORT_SIZE)
     assert not any(module.training for module in graph.modules())  # the export restores eval mode, drop path off
     proto = onnx.load_from_string(model_bytes)
     assert find_problems(proto, count_convnext_norms(graph)) == []  # default domain only, onnx.checker passes
@@ -154,7 +157,7 @@ def test_onnx_graph_gives_the_modules_detections_at_any_size(name, version):
     for size in (EXPORT_SIZE, OTHER_SIZE):
         x = image(size, seed=1)
         reference = run_graph(graph, x)
-        outputs = run_onnx(model_bytes, x)
+        outputs = run_onnx(model_bytes, image=x)
         assert len(reference[0]) >= 5
         assert [o.dtype for o in outputs] == [np.float32, np.float32, np.int64, np.uint8]
         assert outputs[3].shape[1:] == size
@@ -163,14 +166,14 @@ def test_onnx_graph_gives_the_modules_detections_at_any_size(name, version):
 
 
 def test_no_detections_give_empty_outputs():
-    model = copy.deepcopy(detector('mask_rcnn'))
+    model = copy.deepcopy(detector('mask_rcnn', 1))
     model.roi_head.test_cfg.score_thr = 1.
     graph = DetectorGraph(model)
     x = image(OTHER_SIZE)
     assert len(mmdet_predict(model, x)[0]) == 0
     expected = [((0, 4), np.float32), ((0, ), np.float32), ((0, ), np.int64), ((0, *OTHER_SIZE), np.uint8)]
     assert [(tuple(t.shape), t.numpy().dtype) for t in run_graph(graph, x)] == expected
-    assert [(o.shape, o.dtype) for o in run_onnx(to_onnx(graph, EXPORT_SIZE), x)] == expected
+    assert [(o.shape, o.dtype) for o in run_onnx(export_graph(graph, EXPORT_SIZE), image=x)] == expected
 
 
 def test_roi_align_is_mmcvs_aligned_roi_align_in_pytorch_and_onnx():
@@ -187,38 +190,37 @@ def test_roi_align_is_mmcvs_aligned_roi_align_in_pytorch_and_onnx():
     batch_indices = torch.zeros(len(boxes), dtype=torch.int64)
     expected = roi_align(features, torch.cat([torch.zeros(len(boxes), 1), boxes], 1), (5, 4), 0.5, 0, 'avg', True)
     torch.testing.assert_close(Pool()(features, boxes, batch_indices), expected, rtol=0, atol=0)
-    buffer = io.BytesIO()
-    torch.onnx.export(Pool(), (features, boxes, batch_indices), buffer, dynamo=False, opset_version=17,
-                      input_names=['features', 'boxes', 'batch_indices'],
-                      dynamic_axes={'boxes': {0: 'n'}, 'batch_indices': {0: 'n'}})
-    session = ort.InferenceSession(buffer.getvalue(), providers=['CPUExecutionProvider'])
-    [got] = session.run(None, dict(features=features.numpy(), boxes=boxes.numpy(), batch_indices=batch_indices.numpy()))
+    model_bytes = to_onnx(Pool(), (features, boxes, batch_indices), input_names=['features', 'boxes', 'batch_indices'],
+                          dynamic_axes={'boxes': {0: 'n'}, 'batch_indices': {0: 'n'}})
+    [got] = run_onnx(model_bytes, features=features, boxes=boxes, batch_indices=batch_indices)
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-5)
     assert not np.allclose(got, roi_align(features, torch.cat([torch.zeros(len(boxes), 1), boxes], 1), (5, 4), 0.5, 0,
                                           'avg', False).numpy(), atol=1e-3)  # the test tells the modes apart
 
 
-def test_nms_has_the_onnx_ops_layout_and_selection():
+@pytest.mark.parametrize('score_threshold', [None, 0.3])
+def test_nms_has_the_onnx_ops_layout_and_selection(score_threshold):
     generator = torch.Generator().manual_seed(0)
-    corners = torch.rand(60, 2, generator=generator) * 50
-    boxes = torch.cat([corners, corners + 5 + torch.rand(60, 2, generator=generator) * 20], 1)[None]
-    scores = torch.rand(1, 2, 60, generator=generator)
+    corners = torch.rand(2, 60, 2, generator=generator) * 50
+    boxes = torch.cat([corners, corners + 5 + torch.rand(2, 60, 2, generator=generator) * 20], 2)
+    scores = torch.rand(2, 3, 60, generator=generator)
 
     class Select(torch.nn.Module):
 
         def forward(self, boxes, scores):
-            return NonMaxSuppression.apply(boxes, scores, 7, 0.4)
+            return NonMaxSuppression.apply(boxes, scores, 7, 0.4, score_threshold)
 
     selected = Select()(boxes, scores)
-    for cls in range(2):
-        rows = selected[selected[:, 1] == cls]
-        assert (rows[:, 0] == 0).all()
-        assert rows[:, 2].tolist() == nms(boxes[0], scores[0, cls], 0.4)[1][:7].tolist()
-    buffer = io.BytesIO()
-    torch.onnx.export(Select(), (boxes, scores), buffer, dynamo=False, opset_version=17,
-                      input_names=['boxes', 'scores'], dynamic_axes={'boxes': {1: 'n'}, 'scores': {2: 'n'}})
-    session = ort.InferenceSession(buffer.getvalue(), providers=['CPUExecutionProvider'])
-    [got] = session.run(None, dict(boxes=boxes.numpy(), scores=scores.numpy()))
+    for batch in range(2):
+        for cls in range(3):
+            rows = selected[(selected[:, 0] == batch) & (selected[:, 1] == cls)]
+            candidates = torch.arange(60) if score_threshold is None else \
+                (scores[batch, cls] > score_threshold).nonzero()[:, 0]
+            expected = candidates[nms(boxes[batch, candidates], scores[batch, cls, candidates], 0.4)[1][:7]]
+            assert rows[:, 2].tolist() == expected.tolist() and len(rows) == 7
+    model_bytes = to_onnx(Select(), (boxes, scores), input_names=['boxes', 'scores'],
+                          dynamic_axes={'boxes': {1: 'n'}, 'scores': {2: 'n'}})
+    [got] = run_onnx(model_bytes, boxes=boxes, scores=scores)
     assert got.tolist() == selected.tolist()
 
 
@@ -241,11 +243,11 @@ def test_paste_masks_is_mmdets_cpu_paste():
 def test_unsupported_detectors_are_refused_with_what_is_supported():
     with pytest.raises(UnsupportedDetectorError, match='not a two-stage detector.*Supported: mmdet Mask R-CNN'):
         DetectorGraph(torch.nn.Linear(2, 2))
-    model = copy.deepcopy(detector('mask_rcnn'))
+    model = copy.deepcopy(detector('mask_rcnn', 1))
     model.roi_head.mask_head = None
     with pytest.raises(UnsupportedDetectorError, match='StandardRoIHead without a mask head'):
         DetectorGraph(model)
-    model = copy.deepcopy(detector('cascade'))
+    model = copy.deepcopy(detector('cascade', 1))
     model.roi_head.test_cfg.nms = dict(type='soft_nms', iou_threshold=0.5)
     with pytest.raises(UnsupportedDetectorError, match=r"test_cfg.rcnn.nms = .*soft_nms.*set test_cfg.rcnn.nms="
                        r"dict\(type='nms'"):
