@@ -21,12 +21,16 @@ from . import require
 
 
 class OnnxModel:
-    """An onnxruntime CPU (or ``providers``) session of an exported graph, with its metadata."""
+    """An onnxruntime CPU (or ``providers``) session of an exported graph, with its metadata; ``threads``: the
+    session's intra-op threads (default: onnxruntime's, one per physical core)."""
 
-    def __init__(self, path: str, providers: Optional[List[str]] = None):
+    def __init__(self, path: str, providers: Optional[List[str]] = None, threads: Optional[int] = None):
         ort = require('onnxruntime')
         self.path = path
-        self.session = ort.InferenceSession(path, providers=providers or ['CPUExecutionProvider'])
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, options, providers=providers or ['CPUExecutionProvider'])
         meta = self.session.get_modelmeta().custom_metadata_map
         if 'task' not in meta:
             raise ValueError(f'{path} was not written by tools/export_onnx.py (its metadata names no task); export the '
