@@ -265,7 +265,7 @@ def _paste_weights(starts: torch.Tensor, ends: torch.Tensor, length, cells: int)
 
 def _nms_iou(cfg: dict, name: str) -> float:
     if cfg.get('type', 'nms') != 'nms' or cfg.get('class_agnostic', False):
-        raise UnsupportedDetectorError(f'{name} = {dict(cfg)}: the export runs plain per-class NMS only; set '
+        raise UnsupportedDetectorError(f'{name} = {dict(cfg)}: the export runs plain NMS only; set '
                                        f"{name}=dict(type='nms', iou_threshold=...)")
     return float(cfg['iou_threshold'])
 
@@ -294,8 +294,9 @@ def _check_supported(model: nn.Module) -> None:
     if type(model.rpn_head.prior_generator) is not AnchorGenerator:
         fail(f'the RPN anchors come from a {type(model.rpn_head.prior_generator).__name__}')
     roi_head = model.roi_head
-    if type(roi_head) not in (StandardRoIHead, CascadeRoIHead) or not roi_head.with_mask:
-        fail(f'the RoI head is a {type(roi_head).__name__}{"" if roi_head.with_mask else " without a mask head"}')
+    with_mask = getattr(roi_head, 'with_mask', False)
+    if type(roi_head) not in (StandardRoIHead, CascadeRoIHead) or not with_mask:
+        fail(f'the RoI head is a {type(roi_head).__name__}{"" if with_mask else " without a mask head"}')
     cascade = type(roi_head) is CascadeRoIHead
     extractors = list(roi_head.bbox_roi_extractor) + list(roi_head.mask_roi_extractor) if cascade else \
         [roi_head.bbox_roi_extractor, roi_head.mask_roi_extractor]
