@@ -20,10 +20,17 @@ ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
 
 
 def run(args, cwd):
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, f'{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-    return result.stdout
+    return run_together([args], cwd)[0]
+
+
+def run_together(commands, cwd):
+    """Run the tool command lines side by side (each is mostly imports and start-up); their stdouts, in order."""
+    procs = [subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args in commands]
+    outputs = [proc.communicate(timeout=900) for proc in procs]
+    for args, proc, (stdout, stderr) in zip(commands, procs, outputs):
+        assert proc.returncode == 0, f'{args} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}'
+    return [stdout for stdout, _ in outputs]
 
 
 def metrics_of(output: str) -> dict:
@@ -47,42 +54,67 @@ def test_upernet_v2_graph_evaluates_like_its_checkpoint(workspace):
     options = ['--cfg-options', 'model.backbone.version=2']
     checkpoint = checkpoint_of(SEG_CONFIG, 2, workspace / 'upernet.pth')
     out = workspace / 'upernet.onnx'
-    log = run([REPO / 'tools/export_onnx.py', SEG_CONFIG, checkpoint, '--out', out, '--dynamic', *options], workspace)
+    log, expected = run_together([
+        [REPO / 'tools/export_onnx.py', SEG_CONFIG, checkpoint, '--out', out, '--dynamic', *options],
+        [REPO / 'tools/test.py', SEG_CONFIG, checkpoint, '--work-dir', workspace / 'pt', *options]], workspace)
     assert 'exported segmentation graph' in log and log.count('onnxruntime vs PyTorch, largest difference') == 2
-    expected = metrics_of(run([REPO / 'tools/test.py', SEG_CONFIG, checkpoint, '--work-dir', workspace / 'pt',
-                               *options], workspace))
-    measured = metrics_of(run([REPO / 'tools/test.py', SEG_CONFIG, out, '--work-dir', workspace / 'ort'], workspace))
+    measured, drawn = run_together([
+        [REPO / 'tools/test.py', SEG_CONFIG, out, '--work-dir', workspace / 'ort'],
+        [REPO / 'tools/image_demo.py', SEG_CONFIG, out, 'data/demo/ade/ADEChallengeData2016/images/validation',
+         '--out-dir', workspace / 'drawn']], workspace)
+    expected, measured = metrics_of(expected), metrics_of(measured)
     for key in ('mIoU', 'aAcc', 'mAcc'):
         assert abs(measured[key] - expected[key]) <= 0.1, (key, measured, expected)
-    drawn = run([REPO / 'tools/image_demo.py', SEG_CONFIG, out, 'data/demo/ade/ADEChallengeData2016/images/validation',
-                 '--out-dir', workspace / 'drawn'], workspace).split()
-    drawn = [line for line in drawn if line.endswith('.png')]
-    assert len(drawn) == 3 and all(Path(workspace / p).stat().st_size > 0 for p in drawn)
+    drawn = [line.strip() for line in drawn.splitlines() if line.strip().endswith('.png')]
+    assert len(drawn) == 3 and all((workspace / p).stat().st_size > 0 for p in drawn), drawn
 
 
 def test_mask_rcnn_graph_predicts_like_its_checkpoint(workspace):
     """Scores and boxes (scaled back to the original image) agree; masks come out of the graph at the input size and
     are resized to the original, where mmdet pastes them directly: random-weight masks, near 0.5 everywhere, differ
-    there, so masks are compared through the metric only."""
+    there, so masks are compared through the metric only.
+
+    mmdet scales the boxes back to the original image before its NMS, the graph runs NMS at the input size: the same
+    where the test resize scales both sides alike, but where keep-ratio rounding makes the w and h factors differ
+    (1.0909 / 1.0903 on one demo image), near-threshold overlaps of random-weight boxes can tip the other way, so a
+    few detections there may differ (3 of 20 measured)."""
     checkpoint = checkpoint_of(MASK_RCNN_CONFIG, 1, workspace / 'mask_rcnn.pth')
     out = workspace / 'mask_rcnn.onnx'
-    log = run([REPO / 'tools/export_onnx.py', MASK_RCNN_CONFIG, checkpoint, '--out', out, '--dynamic'], workspace)
+    log, expected = run_together([
+        [REPO / 'tools/export_onnx.py', MASK_RCNN_CONFIG, checkpoint, '--out', out, '--dynamic'],
+        [REPO / 'tools/test.py', MASK_RCNN_CONFIG, checkpoint, '--work-dir', workspace / 'pt', '--out',
+         workspace / 'pt.pkl']], workspace)
     assert 'exported detection graph' in log
-    results = {}
-    for name, model in [('pt', checkpoint), ('ort', out)]:
-        test_log = run([REPO / 'tools/test.py', MASK_RCNN_CONFIG, model, '--work-dir', workspace / name, '--out',
-                        workspace / f'{name}.pkl'], workspace)
-        with open(workspace / f'{name}.pkl', 'rb') as f:
-            results[name] = metrics_of(test_log), pickle.load(f)
-    (expected, reference), (measured, predicted) = results['pt'], results['ort']
+    measured = run([REPO / 'tools/test.py', MASK_RCNN_CONFIG, out, '--work-dir', workspace / 'ort', '--out',
+                    workspace / 'ort.pkl'], workspace)
+    expected, measured = metrics_of(expected), metrics_of(measured)
+    reference, predicted = (pickle.loads((workspace / f'{name}.pkl').read_bytes()) for name in ('pt', 'ort'))
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert abs(measured[key] - expected[key]) <= 0.005, (key, measured, expected)
     assert sum(len(p['pred_instances']['scores']) for p in reference) > 0, 'nothing detected proves nothing'
+    uniform = 0
     for ours, theirs in zip(predicted, reference):
+        sx, sy = theirs['scale_factor']
         ours, theirs = ours['pred_instances'], theirs['pred_instances']
         assert len(ours['scores']) == len(theirs['scores'])
-        order_ours, order_theirs = np.argsort(-np.asarray(ours['scores'])), np.argsort(-np.asarray(theirs['scores']))
-        np.testing.assert_allclose(np.asarray(ours['scores'])[order_ours], np.asarray(theirs['scores'])[order_theirs],
-                                   atol=1e-4)
-        np.testing.assert_allclose(np.asarray(ours['bboxes'])[order_ours], np.asarray(theirs['bboxes'])[order_theirs],
-                                   atol=0.05)
+        matched = matched_detections(ours, theirs)
+        if abs(sx - sy) < 1e-6:
+            uniform += 1
+            assert matched == len(theirs['scores']), (matched, len(theirs['scores']))
+        else:
+            assert matched >= 0.8 * len(theirs['scores']), (matched, len(theirs['scores']))
+    assert uniform >= 1, 'no demo image with a uniform resize: the exact comparison was not made'
+
+
+def matched_detections(ours, theirs, box_tol: float = 0.05, score_tol: float = 1e-4) -> int:
+    """How many of ``theirs`` (mmdet's) have a partner in ``ours``, one to one: same label, every box corner within
+    ``box_tol`` pixels, score within ``score_tol``."""
+    boxes, scores, labels = (np.asarray(ours[k]) for k in ('bboxes', 'scores', 'labels'))
+    free, matched = np.ones(len(scores), dtype=bool), 0
+    for box, score, label in zip(*(np.asarray(theirs[k]) for k in ('bboxes', 'scores', 'labels'))):
+        fits = free & (labels == label) & (np.abs(boxes - box).max(axis=1) <= box_tol) & \
+            (np.abs(scores - score) <= score_tol)
+        if fits.any():
+            free[np.flatnonzero(fits)[0]] = False
+            matched += 1
+    return matched
