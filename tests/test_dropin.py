@@ -111,6 +111,8 @@ def test_the_import_registers_every_type_the_tools_write_into_configs():
         import sys
         import convnext_dense
         assert not any(m.startswith('convnext_dense.tooling') for m in sys.modules), 'the import pulls in tooling'
+        for deploy_only in ('onnx', 'onnxruntime', 'convnext_dense.deploy'):
+            assert deploy_only not in sys.modules, f'the import pulls in {deploy_only}'
         from mmengine.registry import DefaultScope
         for scope in ('mmdet', 'mmseg'):
             registries = __import__(f'{scope}.registry', fromlist=['TRANSFORMS', 'HOOKS'])

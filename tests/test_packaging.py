@@ -30,3 +30,15 @@ def test_requirements_are_loose_lower_bounds_without_openmmlab_distributions():
         name = re.split(r'[<>=!~ \[]', requirement)[0].lower()
         assert '==' not in requirement, requirement
         assert not re.match(r'^(mmcv|mmengine|mmdet|mmsegmentation|mmpretrain|onedl-.*)$', name), requirement
+
+
+def test_the_deploy_extra_is_loose_and_both_lock_files_pin_it():
+    """`pip install convnext-dense[deploy]` adds onnx and onnxruntime with lower bounds only; `make install` and
+    `make install-official` install the versions CI tests."""
+    from distutils.core import run_setup
+    extras = run_setup(str(ROOT / 'setup.py'), stop_after='init').extras_require
+    assert sorted(re.split(r'[<>=]', r)[0] for r in extras['deploy']) == ['onnx', 'onnxruntime']
+    assert all('>=' in r and '==' not in r and '<' not in r for r in extras['deploy']), extras
+    for lock in ('dev.txt', 'official.txt'):
+        pins = (ROOT / 'requirements' / lock).read_text().splitlines()
+        assert 'onnx==1.23.2' in pins and 'onnxruntime==1.32.0' in pins, lock

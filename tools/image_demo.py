@@ -7,7 +7,8 @@ the image each covers) below it, as mmseg's visualizer has none.
     python tools/image_demo.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [...] --out-dir DIR [--score-thr 0.3] [--device cpu]
 
 One PNG per image (named after it) in --out-dir; each path is printed on a line of its own. Checkpoints from
-tools/train.py load weights-only, as everywhere in this package.
+tools/train.py load weights-only, as everywhere in this package. CHECKPOINT may be an .onnx graph of
+tools/export_onnx.py, run by onnxruntime.
 """
 import argparse
 import sys
@@ -29,7 +30,7 @@ SEG_OPACITY = 0.5  # the image stays visible under the class colours
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='mmdet or mmseg config file')
-    parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py)')
+    parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py), or an .onnx graph')
     parser.add_argument('images', nargs='+', metavar='IMAGE_OR_FOLDER',
                         help='image files, or folders whose images (not recursively) are all drawn')
     parser.add_argument('--out-dir', required=True, help='folder for the PNGs')
@@ -122,7 +123,7 @@ def main():
         sys.exit(f'error: {exc}')
     try:
         model = load_model(cfg, args.checkpoint, args.device)
-    except CheckpointError as exc:
+    except (CheckpointError, SetupError) as exc:
         sys.exit(f'error: {exc}')
     visualizer = build_visualizer(model)
     out_dir = Path(args.out_dir)

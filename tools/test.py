@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--tta] [--show-dir DIR] [--out results.pkl] [--work-dir DIR]
                          [--cfg-options ...]
+    python tools/test.py CONFIG model.onnx [...]   # a graph of tools/export_onnx.py, run by onnxruntime
     tools/dist_test.sh CONFIG CHECKPOINT 8 [args]  # distributed, under torchrun
 
 The log holds a per-class table (AP per class for detectors, IoU and accuracy per class for segmentors). The last line
@@ -27,7 +28,8 @@ DUMP_METRICS = dict(mmdet='DumpDetResults', mmseg='DumpResults')
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='test config file')
-    parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py)')
+    parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py), or an .onnx file of '
+                                           'tools/export_onnx.py, evaluated with onnxruntime')
     parser.add_argument('--out', help='also dump the predictions to this pickle file (.pkl), for offline analysis')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation, the config's tta_pipeline and tta_model: for UperNet the "
@@ -44,7 +46,10 @@ def setup(args):
         raise SetupError(f'--out must name a .pkl file, got {args.out}')
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir, args.local_rank)
     require_checkpoint(args.checkpoint)
-    cfg.load_from = args.checkpoint
+    onnx_file = args.checkpoint.endswith('.onnx')
+    if onnx_file and args.tta:
+        raise SetupError('--tta runs PyTorch checkpoints only; evaluate the ONNX graph without it')
+    cfg.load_from = None if onnx_file else args.checkpoint
     notes = enable_tta(cfg) if args.tta else []
     per_class_tables(cfg)
     if args.show_dir:
@@ -54,6 +59,9 @@ def setup(args):
         cfg.test_evaluator = [*evaluators, dict(type=DUMP_METRICS[cfg.default_scope], out_file_path=args.out)]
     notes = [*adapt_to_machine(cfg), *notes]
     check_data(cfg, ['test_dataloader'])
+    if onnx_file:
+        from convnext_dense.deploy.runtime import use_onnx_model
+        notes.append(use_onnx_model(cfg, args.checkpoint))
     return cfg, notes
 
 

@@ -23,9 +23,12 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
     """The model built by mmdet's or mmseg's own inference API, its weights loaded by
-    :func:`convnext_dense.load_checkpoint` (any released layout; an error when they do not fit); SyncBN becomes BN,
+    :func:`convnext_dense.load_checkpoint` (any released layout; an error when they do not fit), or an ``.onnx`` graph
+    of tools/export_onnx.py run by onnxruntime; SyncBN becomes BN,
     as one process needs no synchronisation. Class names come from the checkpoint, else from the config's test set;
     the palette from the config where it fits those classes, else from the checkpoint, else a fixed random one."""
+    if checkpoint is not None and checkpoint.endswith('.onnx'):
+        return _load_onnx_model(cfg, checkpoint)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='checkpoint is None')  # classes are set below
         if cfg.default_scope == 'mmdet':
@@ -35,17 +38,35 @@ def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
             from mmseg.apis import init_model
             model = revert_sync_batchnorm(init_model(cfg, None, device=device))
     found = load_checkpoint(model, checkpoint).dataset_meta if checkpoint else {}
-    configured = _test_set_metainfo(cfg)
+    _set_dataset_meta(model, cfg, found)
+    return model
+
+
+def _load_onnx_model(cfg, path: str) -> torch.nn.Module:
+    """An exported graph (tools/export_onnx.py) run by onnxruntime, behind the same ``test_step``; its classes come
+    from the graph's metadata."""
+    from mmengine.registry import MODELS, init_default_scope
+
+    from ..deploy.runtime import use_onnx_model
+    init_default_scope(cfg.default_scope)  # the test pipeline's transforms are mmdet's / mmseg's
+    use_onnx_model(cfg, path)
+    model = MODELS.build(cfg.model)
+    model.cfg = cfg
+    _set_dataset_meta(model, cfg, dict(classes=model.graph.classes))
+    return model
+
+
+def _set_dataset_meta(model, cfg, found: dict) -> None:
+    configured = test_set_metainfo(cfg)
     classes = tuple(found.get('classes') or configured.get('classes') or ())
     palette = next((p for p in (configured.get('palette'), found.get('palette'))
                     if p is not None and not isinstance(p, str) and len(p) >= len(classes)), None)
     if palette is None:
         palette = [tuple(int(c) for c in color) for color in np.random.RandomState(42).randint(0, 256, (len(classes), 3))]
     model.dataset_meta = dict(classes=classes, palette=[tuple(c) for c in palette[:len(classes)]])
-    return model
 
 
-def _test_set_metainfo(cfg) -> dict:
+def test_set_metainfo(cfg) -> dict:
     """The metainfo (classes, palette) of the config's test data set, without reading its annotations."""
     from mmengine.registry import DATASETS
     dataset = copy.deepcopy(cfg.test_dataloader.dataset)

@@ -96,6 +96,33 @@ def test_speed_benchmark_reports_each_config(speed_run):
     assert 'inference FPS' in stdout and 'bb fwd+bwd (ms)' in stdout
 
 
+def test_speed_benchmark_times_onnxruntime_beside_eager(tmp_path):
+    """--onnx: the config's model exported to a temporary file (checked against PyTorch) and timed in onnxruntime
+    beside the same module in PyTorch eager, both with the threads asked for; the backbone parts are left out."""
+    pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
+    proc = run_tool('benchmark_speed', SEGMENTATION, '--onnx', '--threads', '1', '--shape', '64', '96', '--iters', '1',
+                    '--warmup', '0', '--device', 'cpu', '--out-dir', str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads((tmp_path / 'benchmark_speed.json').read_text())
+    assert payload['settings']['onnx'] is True and payload['settings']['threads'] == 1
+    r, = payload['results']
+    assert r['status'] == 'ok' and r['onnx_threads'] == 1 and r['onnx_precision'] == 'fp32'
+    assert len(r['onnx_eager_times_s']) == len(r['onnx_ort_times_s']) == 1
+    assert r['onnx_eager_median_s'] > 0 and r['onnx_ort_median_s'] > 0
+    assert r['onnx_ort_over_eager'] == pytest.approx(r['onnx_ort_median_s'] / r['onnx_eager_median_s'])
+    assert r['onnx_parity'] and r['onnx_parity'][0].startswith('64x96: logits')
+    assert 'backbone_forward_median_s' not in r
+    assert not list(tmp_path.glob('**/*.onnx')), 'the graph goes to a temporary file'
+    line, = (line for line in proc.stdout.splitlines() if line.startswith('bench_upernet_convnext_atto'))
+    assert f"{r['onnx_eager_median_s'] * 1e3:.1f}" in line and f"{r['onnx_ort_median_s'] * 1e3:.1f}" in line
+    assert 'eager graph (ms)' in proc.stdout and 'ORT / eager' in proc.stdout
+
+
+def test_onnx_timing_needs_the_cpu(tmp_path):
+    proc = run_tool('benchmark_speed', SEGMENTATION, '--onnx', '--device', 'cuda', '--out-dir', str(tmp_path))
+    assert proc.returncode == 2 and '--device' in proc.stderr
+
+
 def test_missing_config_is_refused_before_any_work(tmp_path):
     proc = run_tool('benchmark_memory', 'configs/no_such_config.py', '--out-dir', str(tmp_path))
     assert proc.returncode == 2

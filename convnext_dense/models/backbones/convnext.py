@@ -105,9 +105,12 @@ class ConvNeXtBlock(nn.Module):
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad bottom/right so a stride-``multiple`` patchify conv sees every pixel (no silent cropping)."""
+    """Zero-pad bottom/right so a stride-``multiple`` patchify conv sees every pixel (no silent cropping).
+
+    Under ONNX tracing the pad is always recorded (its amounts computed from the input's shape), so that a graph
+    exported at one size pads correctly at every other."""
     pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+    return F.pad(x, (0, pad_w, 0, pad_h)) if torch.jit.is_tracing() or pad_h or pad_w else x
 
 
 class Downsample(nn.Sequential):

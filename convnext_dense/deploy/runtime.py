@@ -1,0 +1,156 @@
+"""Running exported graphs: an onnxruntime session that knows its graph's metadata, and an mmengine model around it
+so that tools/test.py evaluates a graph through the config's data set and metric, and tools/image_demo.py draws its
+predictions, exactly as they do a PyTorch checkpoint.
+
+:class:`OnnxRuntimeModel` (registered in mmengine's MODELS) receives the test pipeline's batches, feeds each image to
+the graph (which converts, normalises and pads it itself) and does the rest of mmdet's / mmseg's ``predict`` on the
+graph's outputs: segmentation logits resized to the original image and their argmax, sliding-window inference when the
+config asks for it (the graph runs on each window); detection boxes scaled back by the test pipeline's resize factor
+(mmdet's ``rescale=True``), masks resized to the original image.
+"""
+import json
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+
+from . import require
+
+
+class OnnxModel:
+    """An onnxruntime CPU (or ``providers``) session of an exported graph, with its metadata; ``threads``: the
+    session's intra-op threads (default: onnxruntime's, one per physical core)."""
+
+    def __init__(self, path: str, providers: Optional[List[str]] = None, threads: Optional[int] = None):
+        ort = require('onnxruntime')
+        self.path = path
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, options, providers=providers or ['CPUExecutionProvider'])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if 'task' not in meta:
+            raise ValueError(f'{path} was not written by tools/export_onnx.py (its metadata names no task); export the '
+                             'model with tools/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx')
+        self.metadata: Dict[str, str] = dict(meta)
+        self.task: str = meta['task']
+        self.classes: Tuple[str, ...] = tuple(json.loads(meta.get('classes', '[]')))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.fixed_shape = None if meta['input_shape'] == 'dynamic' else tuple(map(int, meta['input_shape'].split()))
+
+    def run(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """``image``: float32 (1, 3, H, W), BGR, 0-255. Returns the graph's outputs by name."""
+        if self.fixed_shape is not None and tuple(image.shape[2:]) != self.fixed_shape:
+            raise ValueError(f'{self.path} was exported for {self.fixed_shape[0]}x{self.fixed_shape[1]} images and '
+                             f'got one of {image.shape[2]}x{image.shape[3]}; export it with --dynamic for images of '
+                             'any size')
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(image, dtype=np.float32)})
+        return dict(zip(self.output_names, outputs))
+
+
+@MODELS.register_module()
+class OnnxRuntimeModel(BaseModel):
+    """An exported graph as an mmengine model that predicts (``test_step``): SegDataSample or DetDataSample lists,
+    as the config's metric and visualiser expect.
+
+    Args:
+        onnx_file: the graph, written by tools/export_onnx.py (its metadata says the task and output layout).
+        test_cfg: the segmentor's ``test_cfg``; ``mode='slide'`` runs the graph on each ``crop_size`` window.
+    """
+
+    def __init__(self, onnx_file: str, test_cfg: Optional[dict] = None):
+        super().__init__()
+        self.graph = OnnxModel(onnx_file)
+        if self.graph.task not in ('segmentation', 'detection'):
+            raise ValueError(f'{onnx_file} is a {self.graph.task} graph; tools/test.py and tools/image_demo.py run '
+                             'segmentation and detection graphs (export without --backbone-only)')
+        self.test_cfg = dict(test_cfg or {})
+        if self.test_cfg.get('mode') == 'slide' and 'labels' in self.graph.output_names:
+            raise ValueError(f'{onnx_file} outputs label maps, but the config infers in sliding windows, which '
+                             'averages logits; export it without --labels')
+
+    def forward(self, inputs: List[torch.Tensor], data_samples: list, mode: str = 'predict') -> list:
+        if mode != 'predict':
+            raise ValueError(f'an ONNX model only predicts; got mode={mode!r}')
+        predict = self._segment if self.graph.task == 'segmentation' else self._detect
+        for image, sample in zip(inputs, data_samples):
+            predict(image.detach().cpu().float().numpy()[None], sample)
+        return data_samples
+
+    # -------------------------------------------------------------------------------------------- segmentation
+    def _segment(self, image: np.ndarray, sample) -> None:
+        from mmengine.structures import PixelData
+        height, width = sample.metainfo['ori_shape'][:2]
+        if 'labels' in self.graph.output_names:
+            labels = torch.from_numpy(self.graph.run(image)['labels']).float()[None]
+            labels = F.interpolate(labels, size=(height, width), mode='nearest')[0].long()
+            sample.set_data(dict(pred_sem_seg=PixelData(data=labels)))
+            return
+        logits = self._slide(image) if self.test_cfg.get('mode') == 'slide' else self.graph.run(image)['logits']
+        logits = F.interpolate(torch.from_numpy(logits), size=(height, width), mode='bilinear',
+                               align_corners=json.loads(self.graph.metadata['align_corners']))[0]
+        if logits.shape[0] > 1:
+            labels = logits.argmax(dim=0, keepdim=True)
+        else:
+            logits = logits.sigmoid()
+            labels = (logits > float(self.graph.metadata['threshold'])).to(logits)
+        sample.set_data(dict(seg_logits=PixelData(data=logits), pred_sem_seg=PixelData(data=labels)))
+
+    def _slide(self, image: np.ndarray) -> np.ndarray:
+        """mmseg's sliding-window inference: overlapping ``crop_size`` windows ``stride`` apart, the last one flush
+        with the border, logits averaged where they overlap."""
+        (stride_h, stride_w), (crop_h, crop_w) = self.test_cfg['stride'], self.test_cfg['crop_size']
+        height, width = image.shape[2:]
+        logits, counts = None, np.zeros((1, 1, height, width), dtype=np.float32)
+        for row in range(max(height - crop_h + stride_h - 1, 0) // stride_h + 1):
+            for col in range(max(width - crop_w + stride_w - 1, 0) // stride_w + 1):
+                y2, x2 = min(row * stride_h + crop_h, height), min(col * stride_w + crop_w, width)
+                y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
+                window = self.graph.run(image[:, :, y1:y2, x1:x2])['logits']
+                if logits is None:
+                    logits = np.zeros((1, window.shape[1], height, width), dtype=np.float32)
+                logits[:, :, y1:y2, x1:x2] += window
+                counts[:, :, y1:y2, x1:x2] += 1
+        return logits / counts
+
+    # ----------------------------------------------------------------------------------------------- detection
+    def _detect(self, image: np.ndarray, sample) -> None:
+        from mmengine.structures import InstanceData
+        outputs = self.graph.run(image)
+        height, width = sample.metainfo['ori_shape'][:2]
+        scale_w, scale_h = sample.metainfo.get('scale_factor', (1., 1.))
+        boxes = torch.from_numpy(outputs['boxes']).float() / torch.tensor([scale_w, scale_h, scale_w, scale_h])
+        masks = torch.from_numpy(outputs['masks'])  # uint8 0/1 at the input size
+        masks = F.interpolate(masks[None].float(), size=(height, width), mode='nearest')[0].bool() if len(masks) \
+            else torch.zeros((0, height, width), dtype=torch.bool)
+        sample.pred_instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores']).float(),
+                                             labels=torch.from_numpy(outputs['labels']).long(), masks=masks)
+
+
+def use_onnx_model(cfg, onnx_file: str) -> str:
+    """Make tools/test.py run ``onnx_file`` instead of the config's model; returns the note for the log.
+
+    The graph must be of the config's task and predict the classes of its test set."""
+    from ..tooling.inference import test_set_metainfo
+    from ..tooling.runner_setup import SetupError
+    try:
+        graph = OnnxModel(onnx_file)
+    except (ImportError, ValueError) as error:
+        raise SetupError(str(error)) from None
+    expected = 'segmentation' if cfg.default_scope == 'mmseg' else 'detection'
+    if graph.task != expected:
+        raise SetupError(f'{onnx_file} is a {graph.task} graph and {cfg.filename} an {cfg.default_scope} config; '
+                         f'evaluate a {expected} graph exported from this config')
+    classes = tuple(test_set_metainfo(cfg).get('classes') or ())
+    if graph.classes and classes and graph.classes != classes:
+        raise SetupError(f'{onnx_file} predicts the classes {graph.classes}, the test set has {classes}; export the '
+                         'model trained on these classes')
+    cfg.pop('data_preprocessor', None)  # the Runner would hand it to the model; the graph preprocesses itself
+    cfg.model = dict(type='OnnxRuntimeModel', onnx_file=onnx_file,
+                     test_cfg=dict(cfg.model.get('test_cfg') or {}) if expected == 'segmentation' else None)
+    return (f'evaluating {onnx_file} with onnxruntime ({graph.metadata["precision"]}, exported at '
+            f'{graph.metadata["export_shape"]}, input {graph.metadata["input_shape"]})')

@@ -1,0 +1,149 @@
+"""The runtime side of deploy: graphs are refused unless tools/export_onnx.py wrote them for the config's task and
+classes; detections are scaled back to the original image as mmdet's ``rescale=True`` does; sliding-window
+segmentation through the graph equals mmseg's ``slide_inference`` of the PyTorch model."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from deploy_models import MASK_RCNN_CONFIG, SEG_CONFIG, build, demo_config
+from mmengine.config import ConfigDict
+
+onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not installed')
+pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from convnext_dense.deploy.export import export  # noqa: E402
+from convnext_dense.deploy.runtime import OnnxModel, OnnxRuntimeModel, use_onnx_model  # noqa: E402
+from convnext_dense.tooling.runner_setup import SetupError  # noqa: E402
+
+SEG_CLASSES = ['background', 'circle', 'square', 'triangle']
+
+
+def constant_graph(path, outputs: dict, metadata: dict = None) -> str:
+    """A graph taking an image and giving ``outputs`` (name -> array) whatever the image, with ``metadata``."""
+    nodes = [helper.make_node('Constant', [], [name], value=numpy_helper.from_array(value, name))
+             for name, value in outputs.items()]
+    graph = helper.make_graph(
+        nodes, 'constant', [helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, 'height', 'width'])],
+        [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+         for name, value in outputs.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    if metadata:
+        helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def segmentation_graph(path, classes=SEG_CLASSES) -> str:
+    return constant_graph(path, dict(logits=np.zeros((1, len(classes), 8, 8), np.float32)),
+                          dict(task='segmentation', classes=json.dumps(classes), input_shape='dynamic',
+                               export_shape='8 8', precision='fp32', align_corners='false', threshold='0.5'))
+
+
+def test_a_graph_without_our_metadata_is_refused(tmp_path):
+    path = constant_graph(tmp_path / 'foreign.onnx', dict(logits=np.zeros((1, 4, 8, 8), np.float32)))
+    with pytest.raises(ValueError, match='not written by tools/export_onnx.py .*metadata names no task.*'
+                       'tools/export_onnx.py CONFIG CHECKPOINT --out'):
+        OnnxModel(path)
+    with pytest.raises(SetupError, match='not written by tools/export_onnx.py'):
+        use_onnx_model(demo_config(SEG_CONFIG), path)
+
+
+def test_a_graph_of_another_task_is_refused(tmp_path):
+    path = segmentation_graph(tmp_path / 'seg.onnx')
+    cfg = demo_config(MASK_RCNN_CONFIG)
+    with pytest.raises(SetupError, match='is a segmentation graph and .* an mmdet config; evaluate a detection graph'):
+        use_onnx_model(cfg, path)
+    assert cfg.model.type != 'OnnxRuntimeModel', 'a refused graph leaves the config as it was'
+
+
+def test_a_graph_of_other_classes_is_refused(tmp_path):
+    path = segmentation_graph(tmp_path / 'seg.onnx', classes=['sky', 'road'])
+    with pytest.raises(SetupError, match=r"predicts the classes \('sky', 'road'\), the test set has "
+                       r"\('background', 'circle', 'square', 'triangle'\)"):
+        use_onnx_model(demo_config(SEG_CONFIG), path)
+
+
+def test_a_matching_graph_replaces_the_model(tmp_path):
+    path = segmentation_graph(tmp_path / 'seg.onnx')
+    cfg = demo_config(SEG_CONFIG)
+    note = use_onnx_model(cfg, path)
+    assert cfg.model == dict(type='OnnxRuntimeModel', onnx_file=path, test_cfg=dict(cfg.model.test_cfg))
+    assert 'data_preprocessor' not in cfg and 'evaluating' in note and 'onnxruntime (fp32' in note
+
+
+def test_detections_are_scaled_back_to_the_original_image(tmp_path):
+    """The graph's boxes are in input pixels (after the test resize); mmdet's rescale divides them by the resize's
+    (w, h) factor; masks come at the input size and are resized (nearest) to the original image."""
+    from mmdet.structures import DetDataSample
+    masks = np.zeros((2, 40, 60), np.uint8)
+    masks[0, :20, :30] = 1
+    masks[1, 20:, 30:] = 1
+    boxes = np.array([[30., 20., 60., 40.], [3., 6., 9., 12.]], np.float32)
+    outputs = dict(boxes=boxes, scores=np.array([0.9, 0.4], np.float32), labels=np.array([2, 0], np.int64),
+                   masks=masks)
+    path = constant_graph(tmp_path / 'det.onnx', outputs, dict(task='detection', classes='["a", "b", "c"]',
+                                                               input_shape='dynamic'))
+    model = OnnxRuntimeModel(path)
+    scale_factor = (1.5, 2.0)  # (w, h): a 40x60 input resized from a 20x40 image
+    sample = DetDataSample(metainfo=dict(ori_shape=(20, 40), img_shape=(40, 60), scale_factor=scale_factor))
+    predicted, = model.forward([torch.zeros(3, 40, 60, dtype=torch.uint8)], [sample])
+    found = predicted.pred_instances
+    # mmdet's bbox head: bboxes / bboxes.new_tensor(scale_factor).repeat((1, 2))
+    expected = torch.from_numpy(boxes) / torch.tensor(scale_factor).repeat((1, 2))
+    torch.testing.assert_close(found.bboxes, expected)
+    torch.testing.assert_close(found.bboxes[0], torch.tensor([20., 10., 40., 20.]))
+    assert found.scores.tolist() == pytest.approx([0.9, 0.4]) and found.labels.tolist() == [2, 0]
+    assert found.masks.shape == (2, 20, 40) and found.masks.dtype == torch.bool
+    first, second = torch.zeros(20, 40, dtype=torch.bool), torch.zeros(20, 40, dtype=torch.bool)
+    first[:10, :20] = True
+    second[10:, 20:] = True
+    assert torch.equal(found.masks[0], first) and torch.equal(found.masks[1], second)
+
+
+def test_no_detections_give_empty_instances_at_the_original_size(tmp_path):
+    from mmdet.structures import DetDataSample
+    outputs = dict(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                   labels=np.zeros(0, np.int64), masks=np.zeros((0, 40, 60), np.uint8))
+    path = constant_graph(tmp_path / 'det.onnx', outputs, dict(task='detection', classes='["a"]',
+                                                               input_shape='dynamic'))
+    sample = DetDataSample(metainfo=dict(ori_shape=(20, 40), img_shape=(40, 60), scale_factor=(1.5, 2.0)))
+    found = OnnxRuntimeModel(path).forward([torch.zeros(3, 40, 60, dtype=torch.uint8)], [sample])[0].pred_instances
+    assert found.bboxes.shape == (0, 4) and found.masks.shape == (0, 20, 40) and len(found.scores) == 0
+
+
+@pytest.mark.parametrize('version', [1, 2])
+def test_sliding_window_segmentation_equals_mmsegs_slide_inference(version, tmp_path):
+    """A graph exported at the crop size runs on each window of a larger image; the averaged logits and the labels are
+    mmseg's ``slide_inference`` of the PyTorch model (windows overlapping, the last flush with the border)."""
+    from mmseg.structures import SegDataSample
+    crop, stride, size = (64, 64), (40, 48), (100, 130)
+    model = build(demo_config(SEG_CONFIG, version))
+    path = tmp_path / 'upernet.onnx'
+    export(model, str(path), crop)
+    model.test_cfg = ConfigDict(mode='slide', crop_size=crop, stride=stride)
+    image = torch.from_numpy(np.random.default_rng(version).integers(0, 256, (3, *size), dtype=np.uint8))
+
+    def sample():
+        return SegDataSample(metainfo=dict(ori_shape=size, img_shape=size))
+
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[image], data_samples=[sample()]), False)
+        expected = model.predict(data['inputs'], data['data_samples'])[0]
+    runtime = OnnxRuntimeModel(str(path), test_cfg=dict(model.test_cfg))
+    found = runtime.forward([image], [sample()])[0]
+    logits, reference = found.seg_logits.data.numpy(), expected.seg_logits.data.numpy()
+    assert logits.shape == reference.shape == (4, *size)
+    np.testing.assert_allclose(logits, reference, atol=1e-4 * np.abs(reference).max())
+    assert np.mean(found.pred_sem_seg.data.numpy() != expected.pred_sem_seg.data.numpy()) <= 1e-3
+
+
+def test_a_label_map_graph_is_refused_for_sliding_windows(tmp_path):
+    path = constant_graph(tmp_path / 'labels.onnx', dict(labels=np.zeros((1, 8, 8), np.int64)),
+                          dict(task='segmentation', classes='["a"]', input_shape='dynamic'))
+    with pytest.raises(ValueError, match='outputs label maps, but the config infers in sliding windows'):
+        OnnxRuntimeModel(path, test_cfg=dict(mode='slide', crop_size=(8, 8), stride=(4, 4)))

@@ -1,0 +1,120 @@
+"""tools/export_onnx.py end to end on the demo configs, then the exported graphs through tools/test.py (the data set
+and metric of the checkpoint) and tools/image_demo.py: the same metrics and predictions as the PyTorch checkpoint."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
+from deploy.deploy_models import MASK_RCNN_CONFIG, SEG_CONFIG, build, demo_config  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
+
+
+def run(args, cwd):
+    return run_together([args], cwd)[0]
+
+
+def run_together(commands, cwd):
+    """Run the tool command lines side by side (each is mostly imports and start-up); their stdouts, in order."""
+    procs = [subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args in commands]
+    outputs = [proc.communicate(timeout=900) for proc in procs]
+    for args, proc, (stdout, stderr) in zip(commands, procs, outputs):
+        assert proc.returncode == 0, f'{args} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}'
+    return [stdout for stdout, _ in outputs]
+
+
+def metrics_of(output: str) -> dict:
+    return json.loads(next(line for line in output.splitlines() if line.startswith('metrics: '))[len('metrics: '):])
+
+
+def checkpoint_of(config: Path, version: int, path: Path) -> str:
+    model = build(demo_config(config, version))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=model.dataset_meta)), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('onnx_workspace')
+    run([REPO / 'tools/make_demo_data.py', '--num-train', '2', '--num-val', '3'], cwd=root)
+    return root
+
+
+def test_upernet_v2_graph_evaluates_like_its_checkpoint(workspace):
+    options = ['--cfg-options', 'model.backbone.version=2']
+    checkpoint = checkpoint_of(SEG_CONFIG, 2, workspace / 'upernet.pth')
+    out = workspace / 'upernet.onnx'
+    log, expected = run_together([
+        [REPO / 'tools/export_onnx.py', SEG_CONFIG, checkpoint, '--out', out, '--dynamic', *options],
+        [REPO / 'tools/test.py', SEG_CONFIG, checkpoint, '--work-dir', workspace / 'pt', *options]], workspace)
+    assert 'exported segmentation graph' in log and log.count('onnxruntime vs PyTorch, largest difference') == 2
+    measured, drawn = run_together([
+        [REPO / 'tools/test.py', SEG_CONFIG, out, '--work-dir', workspace / 'ort'],
+        [REPO / 'tools/image_demo.py', SEG_CONFIG, out, 'data/demo/ade/ADEChallengeData2016/images/validation',
+         '--out-dir', workspace / 'drawn']], workspace)
+    expected, measured = metrics_of(expected), metrics_of(measured)
+    for key in ('mIoU', 'aAcc', 'mAcc'):
+        assert abs(measured[key] - expected[key]) <= 0.1, (key, measured, expected)
+    drawn = [line.strip() for line in drawn.splitlines() if line.strip().endswith('.png')]
+    assert len(drawn) == 3 and all((workspace / p).stat().st_size > 0 for p in drawn), drawn
+
+
+def test_mask_rcnn_graph_predicts_like_its_checkpoint(workspace):
+    """Scores and boxes (scaled back to the original image) agree; masks come out of the graph at the input size and
+    are resized to the original, where mmdet pastes them directly: random-weight masks, near 0.5 everywhere, differ
+    there, so masks are compared through the metric only.
+
+    mmdet scales the boxes back to the original image before its NMS, the graph runs NMS at the input size: the same
+    where the test resize scales both sides alike, but where keep-ratio rounding makes the w and h factors differ
+    (1.0909 / 1.0903 on one demo image), near-threshold overlaps of random-weight boxes can tip the other way, so a
+    few detections there may differ (3 of 20 measured)."""
+    checkpoint = checkpoint_of(MASK_RCNN_CONFIG, 1, workspace / 'mask_rcnn.pth')
+    out = workspace / 'mask_rcnn.onnx'
+    log, expected = run_together([
+        [REPO / 'tools/export_onnx.py', MASK_RCNN_CONFIG, checkpoint, '--out', out, '--dynamic'],
+        [REPO / 'tools/test.py', MASK_RCNN_CONFIG, checkpoint, '--work-dir', workspace / 'pt', '--out',
+         workspace / 'pt.pkl']], workspace)
+    assert 'exported detection graph' in log
+    measured = run([REPO / 'tools/test.py', MASK_RCNN_CONFIG, out, '--work-dir', workspace / 'ort', '--out',
+                    workspace / 'ort.pkl'], workspace)
+    expected, measured = metrics_of(expected), metrics_of(measured)
+    reference, predicted = (pickle.loads((workspace / f'{name}.pkl').read_bytes()) for name in ('pt', 'ort'))
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert abs(measured[key] - expected[key]) <= 0.005, (key, measured, expected)
+    assert sum(len(p['pred_instances']['scores']) for p in reference) > 0, 'nothing detected proves nothing'
+    uniform = 0
+    for ours, theirs in zip(predicted, reference):
+        sx, sy = theirs['scale_factor']
+        ours, theirs = ours['pred_instances'], theirs['pred_instances']
+        assert len(ours['scores']) == len(theirs['scores'])
+        matched = matched_detections(ours, theirs)
+        if abs(sx - sy) < 1e-6:
+            uniform += 1
+            assert matched == len(theirs['scores']), (matched, len(theirs['scores']))
+        else:
+            assert matched >= 0.8 * len(theirs['scores']), (matched, len(theirs['scores']))
+    assert uniform >= 1, 'no demo image with a uniform resize: the exact comparison was not made'
+
+
+def matched_detections(ours, theirs, box_tol: float = 0.05, score_tol: float = 1e-4) -> int:
+    """How many of ``theirs`` (mmdet's) have a partner in ``ours``, one to one: same label, every box corner within
+    ``box_tol`` pixels, score within ``score_tol``."""
+    boxes, scores, labels = (np.asarray(ours[k]) for k in ('bboxes', 'scores', 'labels'))
+    free, matched = np.ones(len(scores), dtype=bool), 0
+    for box, score, label in zip(*(np.asarray(theirs[k]) for k in ('bboxes', 'scores', 'labels'))):
+        fits = free & (labels == label) & (np.abs(boxes - box).max(axis=1) <= box_tol) & \
+            (np.abs(scores - score) <= score_tol)
+        if fits.any():
+            free[np.flatnonzero(fits)[0]] = False
+            matched += 1
+    return matched
