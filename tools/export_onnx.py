@@ -40,6 +40,9 @@ def parse_args():
     parser.add_argument('--check-image', help='compare ONNX and PyTorch on this image (resized) instead of random '
                                               'pixels, e.g. so that a trained detector finds something')
     parser.add_argument('--probe', action='store_true', help='print the fp16 range probe at the export size')
+    parser.add_argument('--provider', default='CPUExecutionProvider',
+                        help='onnxruntime execution provider the parity check runs on, e.g. CUDAExecutionProvider '
+                             '(onnxruntime-gpu); default CPUExecutionProvider')
     add_cfg_options_arg(parser)
     return parser.parse_args()
 
@@ -72,9 +75,10 @@ def main():
     from convnext_dense.deploy.export import ParityError, export
     from convnext_dense.deploy.graph_checks import GraphCheckError
     try:
+        providers = list(dict.fromkeys([args.provider, 'CPUExecutionProvider']))  # the CPU runs what others cannot
         result = export(model, args.out, shape, dynamic=args.dynamic, fp16=args.fp16, opset=args.opset,
                         backbone_only=args.backbone_only, labels=args.labels, config=args.config,
-                        check_image=check_image)
+                        check_image=check_image, providers=providers)
     except (ImportError, ValueError, UnsupportedDetectorError, GraphCheckError, ParityError) as exc:
         sys.exit(f'error: {exc}')
     print('\n'.join(result.summary()))

@@ -17,7 +17,7 @@ from torch.onnx.operators import shape_as_tensor
 
 from .segmentor_graph import Preprocess
 
-OUTPUT_NAMES = ('boxes', 'scores', 'labels', 'masks')
+OUTPUT_NAMES = ('boxes', 'scores', 'labels', 'masks', 'mask_probabilities')
 SUPPORTED = ('mmdet Mask R-CNN and Cascade Mask R-CNN: a TwoStageDetector with a neck, an RPNHead (sigmoid scores, '
              'AnchorGenerator), a StandardRoIHead or CascadeRoIHead with SingleRoIExtractors pooling by aligned '
              'average RoIAlign, BBoxHead / ConvFCBBoxHead box heads decoding with DeltaXYWHBBoxCoder, FCNMaskHeads '
@@ -84,10 +84,13 @@ class DetectorGraph(nn.Module):
 
     Input: float32 (1, 3, H, W), BGR, 0-255, neither normalised nor padded (the data preprocessor's work is inside).
     Outputs (:data:`OUTPUT_NAMES`): boxes float32 (N, 4) x1y1x2y2 in input pixels, scores float32 (N,), labels int64
-    (N,), masks uint8 (N, H, W) 0/1 at the input size; N is 0 when nothing passes the score threshold.
+    (N,), masks uint8 (N, H, W) 0/1 at the input size, and mask_probabilities float32 (N, 28, 28), each box's mask of
+    its class on the mask head's grid, before pasting; N is 0 when nothing passes the score threshold.
 
     The results are ``model.predict``'s on the same image with ``rescale=True`` and no resize (mmdet's CPU mask
-    pasting included), read from the model: preprocessing, anchors, box coders and its heads' test_cfg.
+    pasting included), read from the model: preprocessing, anchors, box coders and its heads' test_cfg. After a resize,
+    mmdet pastes the mask probabilities on the original image along the boxes scaled back, not the binary masks of the
+    resized one: ``mask_probabilities`` lets a runtime do the same (:func:`paste_masks`), as tools/test.py does.
     """
 
     def __init__(self, model: nn.Module):
@@ -119,14 +122,15 @@ class DetectorGraph(nn.Module):
         # training-mode wrapper would leave the model training (drop path on) after the export.
         self.eval()
 
-    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         features = self.model.extract_feat(self.preprocess(image))
         image_size = shape_as_tensor(image)[2:]  # traced: the graph reads the size of each input it gets
         bounds = image_size.flip(0).repeat(2).to(features[0].dtype)  # (W, H, W, H): decoded boxes are clipped to it
         proposals = self._proposals(features, bounds)
         boxes, scores, labels = self._detections(features, proposals, bounds)
-        masks = self._masks(features, boxes, labels, image.shape[-2], image.shape[-1])
-        return boxes, scores, labels, masks
+        probabilities = self._mask_probabilities(features, boxes, labels)
+        masks = (paste_masks(probabilities, boxes, image.shape[-2], image.shape[-1]) >= self.mask_threshold)
+        return boxes, scores, labels, masks.to(torch.uint8), probabilities
 
     def _proposals(self, features: Tuple[torch.Tensor, ...], bounds: torch.Tensor) -> torch.Tensor:
         """RPNHead.predict: each level's ``nms_pre`` best anchors, decoded, small boxes dropped, NMS per level."""
@@ -187,14 +191,13 @@ class DetectorGraph(nn.Module):
         best = scores.topk(torch.clamp(shape_as_tensor(scores)[0], max=self.max_detections)).indices
         return boxes[indices[best], labels[best]], scores[best], labels[best]
 
-    def _masks(self, features: Tuple[torch.Tensor, ...], boxes: torch.Tensor, labels: torch.Tensor, height,
-               width) -> torch.Tensor:
-        """Each box's mask of its class (a cascade averages its stages' probabilities), pasted at the image size."""
+    def _mask_probabilities(self, features: Tuple[torch.Tensor, ...], boxes: torch.Tensor,
+                            labels: torch.Tensor) -> torch.Tensor:
+        """Each box's mask probabilities of its class (a cascade averages its stages'), (N, h, w)."""
         probabilities = torch.stack([head(_roi_features(extractor, features, boxes)).sigmoid()
                                      for extractor, head in self.mask_stages]).mean(dim=0)
         channels = torch.zeros_like(labels) if self.mask_stages[-1][1].class_agnostic else labels
-        probabilities = probabilities.gather(1, channels[:, None, None, None].expand(-1, 1, *probabilities.shape[-2:]))
-        return (paste_masks(probabilities[:, 0], boxes, height, width) >= self.mask_threshold).to(torch.uint8)
+        return probabilities.gather(1, channels[:, None, None, None].expand(-1, 1, *probabilities.shape[-2:]))[:, 0]
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, height, width) -> torch.Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..tooling.detection_matching import match_detections
 from . import require
 from .graph_checks import check_graph, count_convnext_norms
 from .segmentor_graph import BackboneGraph, SegmentorGraph
@@ -66,12 +67,14 @@ class ExportResult:
     metadata: Dict[str, str]
     fp32_graph: object  # the onnx.ModelProto before any fp16 conversion, for the range probe
     checks: List[SizeCheck] = field(default_factory=list)
+    providers: List[str] = field(default_factory=list)  # the onnxruntime session's that checked the graph
 
     def summary(self) -> List[str]:
         lines = [f'exported {self.task} graph to {self.path} ({self.precision}, opset {self.metadata["opset"]}, '
                  f'input {"any size" if self.dynamic else "%dx%d" % self.shape}; {self.layer_norms} '
                  'LayerNormalization nodes, one per ConvNeXt norm; default ONNX domain; onnx.checker passed)']
-        lines += ['onnxruntime vs PyTorch, largest difference at ' + check.describe() for check in self.checks]
+        lines += [f'onnxruntime ({self.providers[0]}) vs PyTorch, largest difference at ' + check.describe()
+                  for check in self.checks]
         return lines
 
 
@@ -115,18 +118,21 @@ def build_graph(model: nn.Module, task: str, labels: bool = False) -> Tuple[nn.M
         from .detector_graph import OUTPUT_NAMES, DetectorGraph
         graph, names = DetectorGraph(model), OUTPUT_NAMES
         layout = ('boxes: float32 (N, 4) x1, y1, x2, y2 in input pixels; scores: float32 (N,); labels: int64 (N,) '
-                  'indices into classes; masks: uint8 (N, H, W) 0/1 at the input size')
+                  'indices into classes; masks: uint8 (N, H, W) 0/1 at the input size; mask_probabilities: float32 '
+                  '(N, h, w) each box\'s mask of its class on the mask head\'s grid, to paste along the box at '
+                  'another size (threshold: metadata mask_threshold)')
     return graph.eval(), names, layout
 
 
 def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = False, fp16: bool = False,
            opset: int = MIN_OPSET, backbone_only: bool = False, labels: bool = False, config: str = '',
-           check_image: Optional[np.ndarray] = None) -> ExportResult:
+           check_image: Optional[np.ndarray] = None, providers: Optional[List[str]] = None) -> ExportResult:
     """Export ``model`` (an mmdet / mmseg model with its ``dataset_meta``) to ``out`` and check it; raises
     :class:`~.graph_checks.GraphCheckError` or :class:`ParityError` (the file is kept for inspection) on failure.
 
     ``check_image``: a BGR uint8 image (H, W, 3) to compare on, resized to each size checked; random pixels
-    otherwise (trained detectors may find nothing in them)."""
+    otherwise (trained detectors may find nothing in them). ``providers``: onnxruntime's execution providers for the
+    check, first choice first (default: the CPU's)."""
     onnx = require('onnx')
     require('onnxruntime')
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -144,7 +150,7 @@ def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = Fal
         from .fp16 import FP32_OPS, to_fp16
         proto = to_fp16(proto)
         check_graph(proto, layer_norms)
-        precision = f'fp16 ({", ".join(FP32_OPS)} and ConvNeXt V2 GRN in fp32)'
+        precision = f'fp16 ({", ".join(FP32_OPS)}, ConvNeXt V2 GRN and the arithmetic outside the layers in fp32)'
     metadata = _metadata(model, task, shape, dynamic, precision, layout, config, opset)
     onnx.helper.set_model_props(proto, metadata)
     path = Path(out)
@@ -152,7 +158,8 @@ def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = Fal
     onnx.save(proto, str(path))
     result = ExportResult(path, task, precision, shape, dynamic, layer_norms, metadata, fp32_graph)
     from .runtime import OnnxModel
-    session = OnnxModel(str(path))
+    session = OnnxModel(str(path), providers)
+    result.providers = session.providers
     for size in check_shapes(shape, dynamic):
         result.checks.append(compare(module, session, task, size, 'fp16' if fp16 else 'fp32', check_image))
     failed = [check for check in result.checks if not check.passed]
@@ -191,7 +198,10 @@ def compare(module: nn.Module, session, task: str, size: Tuple[int, int], precis
     outputs = session.run(x)
     names = session.output_names
     if task == 'detection':
-        differences = detection_differences(dict(zip(names, reference)), outputs, max(size))
+        match = match_detections(_as_instances(dict(zip(names, reference))), _as_instances(outputs),
+                                 box_tolerance=0.05 * max(size))
+        differences = dict(unmatched=float(match.unmatched), box=match.box, score=match.score,
+                           mask_pixels=match.mask_pixels)
         limits = dict(unmatched=0, box=BOX_TOLERANCE[precision] * max(size), score=SCORE_TOLERANCE[precision],
                       mask_pixels=PIXEL_TOLERANCE[precision])
         return SizeCheck(size, differences, limits)
@@ -209,28 +219,9 @@ def compare(module: nn.Module, session, task: str, size: Tuple[int, int], precis
     return SizeCheck(size, differences, limits)
 
 
-def detection_differences(reference: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray],
-                          longer_side: int) -> Dict[str, float]:
-    """Detections matched one to one (same label, best overlap, in PyTorch's score order; near-tied scores may come
-    out in another order): how many found no partner, and the largest box, score and mask differences of the pairs."""
-    ref_boxes, got_boxes = reference['boxes'], outputs['boxes']
-    unmatched, box, score, mask = abs(len(ref_boxes) - len(got_boxes)), 0., 0., 0.
-    free = np.ones(len(got_boxes), dtype=bool)
-    for i in np.argsort(-reference['scores'], kind='stable'):
-        candidates = np.flatnonzero(free & (outputs['labels'] == reference['labels'][i]))
-        if not len(candidates):
-            unmatched += 1
-            continue
-        errors = np.abs(got_boxes[candidates] - ref_boxes[i]).max(axis=1)
-        j = candidates[np.argmin(errors)]
-        if errors.min() > 0.05 * longer_side:
-            unmatched += 1
-            continue
-        free[j] = False
-        box = max(box, float(errors.min()))
-        score = max(score, float(abs(outputs['scores'][j] - reference['scores'][i])))
-        mask = max(mask, float(np.mean(reference['masks'][i] != outputs['masks'][j])))
-    return dict(unmatched=float(unmatched), box=box, score=score, mask_pixels=mask)
+def _as_instances(outputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """A detector graph's outputs under mmdet's InstanceData names."""
+    return dict(bboxes=outputs['boxes'], scores=outputs['scores'], labels=outputs['labels'], masks=outputs['masks'])
 
 
 def _trace(module: nn.Module, shape: Tuple[int, int], output_names: Tuple[str, ...], dynamic: bool, task: str,
@@ -254,6 +245,8 @@ def _trace(module: nn.Module, shape: Tuple[int, int], output_names: Tuple[str, .
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export')
         warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'torch\.onnx')
+        # indices into boxes here come from nonzero / topk / NMS, never negative
+        warnings.filterwarnings('ignore', message='Exporting aten::index operator of advanced indexing')
         torch.onnx.export(module, (image, ), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=list(output_names), dynamic_axes=dynamic_axes or None,
                           do_constant_folding=True)
@@ -269,6 +262,8 @@ def _metadata(model: nn.Module, task: str, shape: Tuple[int, int], dynamic: bool
         input_shape='dynamic' if dynamic else f'{shape[0]} {shape[1]}', export_shape=f'{shape[0]} {shape[1]}',
         output_layout=layout, precision=precision, opset=str(opset), config=config,
         producer=f'convnext_dense {__version__}, torch {torch.__version__}')
+    if task == 'detection':
+        metadata.update(mask_threshold=str(float(model.roi_head.test_cfg.mask_thr_binary)))
     if task == 'segmentation':
         metadata.update(align_corners=json.dumps(bool(model.decode_head.align_corners)),
                         threshold=str(float(getattr(model.decode_head, 'threshold', 0.5) or 0.5)))

@@ -1,8 +1,9 @@
 """Half-precision graphs that keep the numerically fragile ops in fp32, and a probe of fp16's range on real sizes.
 
-:func:`to_fp16` converts every op computing on the image's data to fp16 except LayerNormalization, ConvNeXt V2's GRN
-(its sum of squares over a feature map overflows fp16), RoiAlign and NonMaxSuppression (box coordinates and score ties),
-inserting Casts where the precisions meet. Shape arithmetic, constants feeding it and the graph's inputs and outputs
+:func:`to_fp16` converts the network's layers to fp16 except LayerNormalization, ConvNeXt V2's GRN (its sum of squares
+over a feature map overflows fp16), RoiAlign and NonMaxSuppression (box coordinates and score ties), inserting Casts
+where the precisions meet; the arithmetic of the export module around the layers (box decoding, mask pasting, the
+final resize) stays fp32. Shape arithmetic, constants feeding it and the graph's inputs and outputs
 stay as exported (float32), so a converted graph is used exactly like the fp32 one. Which inputs of an op follow its
 data's type comes from the op's ONNX schema (Resize's ``scales`` stay float32, a Conv's weights become fp16).
 
@@ -25,7 +26,11 @@ PROBE_CHUNK = 300  # tensors fetched per onnxruntime run by the probe, to bound 
 
 
 def is_fp32_node(node, fp32_ops: Sequence[str] = FP32_OPS, fp32_scopes: Sequence[str] = FP32_SCOPES) -> bool:
-    return node.op_type in fp32_ops or any(scope in node.name for scope in fp32_scopes)
+    """Kept in fp32: the fragile ops, GRN, and the export module's own arithmetic outside the network's layers (the
+    exporter names a layer's nodes '/layer/.../Op' and those of the module's forward '/Op'): box decoding, anchors,
+    NMS inputs and mask pasting work in pixels, where fp16 is 1 px coarse above 1024."""
+    outside_layers = node.name.count('/') < 2
+    return outside_layers or node.op_type in fp32_ops or any(scope in node.name for scope in fp32_scopes)
 
 
 @dataclass

@@ -6,7 +6,7 @@ predictions, exactly as they do a PyTorch checkpoint.
 the graph (which converts, normalises and pads it itself) and does the rest of mmdet's / mmseg's ``predict`` on the
 graph's outputs: segmentation logits resized to the original image and their argmax, sliding-window inference when the
 config asks for it (the graph runs on each window); detection boxes scaled back by the test pipeline's resize factor
-(mmdet's ``rescale=True``), masks resized to the original image.
+(mmdet's ``rescale=True``) and the mask probabilities pasted along them on the original image.
 """
 import json
 from typing import Dict, List, Optional, Tuple
@@ -30,7 +30,14 @@ class OnnxModel:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(path, options, providers=providers or ['CPUExecutionProvider'])
+        providers = providers or ['CPUExecutionProvider']
+        available = ort.get_available_providers()
+        if providers[0] not in available:  # onnxruntime would fall back to the CPU without a word
+            raise ValueError(f'onnxruntime {ort.__version__} has no {providers[0]} (it has {", ".join(available)}); '
+                             'for CUDAExecutionProvider / TensorrtExecutionProvider install onnxruntime-gpu in place '
+                             'of onnxruntime')
+        self.session = ort.InferenceSession(path, options, providers=providers)
+        self.providers = self.session.get_providers()
         meta = self.session.get_modelmeta().custom_metadata_map
         if 'task' not in meta:
             raise ValueError(f'{path} was not written by tools/export_onnx.py (its metadata names no task); export the '
@@ -119,14 +126,17 @@ class OnnxRuntimeModel(BaseModel):
 
     # ----------------------------------------------------------------------------------------------- detection
     def _detect(self, image: np.ndarray, sample) -> None:
+        """mmdet's ``predict(rescale=True)`` on the graph's detections: boxes scaled back by the test resize, mask
+        probabilities pasted along them on the original image and thresholded, as mmdet's FCNMaskHead does."""
         from mmengine.structures import InstanceData
+
+        from .detector_graph import paste_masks
         outputs = self.graph.run(image)
         height, width = sample.metainfo['ori_shape'][:2]
         scale_w, scale_h = sample.metainfo.get('scale_factor', (1., 1.))
         boxes = torch.from_numpy(outputs['boxes']).float() / torch.tensor([scale_w, scale_h, scale_w, scale_h])
-        masks = torch.from_numpy(outputs['masks'])  # uint8 0/1 at the input size
-        masks = F.interpolate(masks[None].float(), size=(height, width), mode='nearest')[0].bool() if len(masks) \
-            else torch.zeros((0, height, width), dtype=torch.bool)
+        probabilities = torch.from_numpy(outputs['mask_probabilities']).float()
+        masks = paste_masks(probabilities, boxes, height, width) >= float(self.graph.metadata['mask_threshold'])
         sample.pred_instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores']).float(),
                                              labels=torch.from_numpy(outputs['labels']).long(), masks=masks)
 
@@ -152,5 +162,10 @@ def use_onnx_model(cfg, onnx_file: str) -> str:
     cfg.pop('data_preprocessor', None)  # the Runner would hand it to the model; the graph preprocesses itself
     cfg.model = dict(type='OnnxRuntimeModel', onnx_file=onnx_file,
                      test_cfg=dict(cfg.model.get('test_cfg') or {}) if expected == 'segmentation' else None)
-    return (f'evaluating {onnx_file} with onnxruntime ({graph.metadata["precision"]}, exported at '
+    note = (f'evaluating {onnx_file} with onnxruntime ({graph.metadata["precision"]}, exported at '
             f'{graph.metadata["export_shape"]}, input {graph.metadata["input_shape"]})')
+    batch_size = cfg.test_dataloader.get('batch_size', 1)
+    if batch_size > 1:  # PyTorch pads a batch to its largest image; features near the borders see that padding
+        note += (f'; the graph runs one image at a time, so compare with the checkpoint at test batch size 1 '
+                 f'(this config batches {batch_size}): --cfg-options test_dataloader.batch_size=1')
+    return note

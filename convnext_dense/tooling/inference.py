@@ -29,14 +29,15 @@ def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
     the palette from the config where it fits those classes, else from the checkpoint, else a fixed random one."""
     if checkpoint is not None and checkpoint.endswith('.onnx'):
         return _load_onnx_model(cfg, checkpoint)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='checkpoint is None')  # classes are set below
-        if cfg.default_scope == 'mmdet':
-            from mmdet.apis import init_detector
-            model = init_detector(cfg, None, device=device)
-        else:
-            from mmseg.apis import init_model
-            model = revert_sync_batchnorm(init_model(cfg, None, device=device))
+    if cfg.default_scope == 'mmdet':
+        from mmdet.apis import init_detector as init_model
+    else:
+        from mmseg.apis import init_model
+    with warnings.catch_warnings(record=True) as caught:  # mmdet resets the filters before it warns
+        model = revert_sync_batchnorm(init_model(cfg, None, device=device))
+    for warning in caught:
+        if not str(warning.message).startswith('checkpoint is None'):  # the classes are set below
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     found = load_checkpoint(model, checkpoint).dataset_meta if checkpoint else {}
     _set_dataset_meta(model, cfg, found)
     return model

@@ -18,6 +18,7 @@ from mmdet.structures import DetDataSample
 from convnext_dense.deploy.detector_graph import (OUTPUT_NAMES, DetectorGraph, NonMaxSuppression, RoiAlign,
                                                   UnsupportedDetectorError, paste_masks)
 from convnext_dense.deploy.graph_checks import count_convnext_norms, find_problems
+from convnext_dense.tooling.detection_matching import match_detections
 
 onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not installed')
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
@@ -83,26 +84,15 @@ def run_graph(graph, x: torch.Tensor) -> tuple:
         return tuple(graph(x))
 
 
-def match(reference, outputs, box_tolerance: float, score_tolerance: float) -> dict:
-    """Pair each reference detection (best score first) with an unpaired output of the same label whose box and score
-    are within the tolerances (near-tied scores may come out in another order); every detection must find one.
-    Returns the largest box and score differences of the pairs and the share of mask pixels they disagree on."""
-    ref_boxes, ref_scores, ref_labels, ref_masks = [np.asarray(t) for t in reference]
-    boxes, scores, labels, masks = [np.asarray(t) for t in outputs]
-    assert len(boxes) == len(ref_boxes)
-    free = np.ones(len(boxes), dtype=bool)
-    box_error, score_error, mask_errors = 0., 0., 0
-    for i in np.argsort(-ref_scores, kind='stable'):
-        errors = np.abs(boxes - ref_boxes[i]).max(axis=1)
-        candidates = free & (labels == ref_labels[i]) & (errors <= box_tolerance) & \
-            (np.abs(scores - ref_scores[i]) <= score_tolerance)
-        assert candidates.any(), f'detection {i} ({ref_labels[i]}, {ref_scores[i]:.4f}, {ref_boxes[i]}) has no match'
-        j = np.flatnonzero(candidates)[np.argmin(errors[candidates])]
-        free[j] = False
-        box_error = max(box_error, float(errors[j]))
-        score_error = max(score_error, float(abs(scores[j] - ref_scores[i])))
-        mask_errors += int(np.count_nonzero(masks[j].astype(bool) != ref_masks[i].astype(bool)))
-    return dict(box=box_error, score=score_error, mask_pixels=mask_errors / max(ref_masks.size, 1))
+def match(reference, outputs, box_tolerance: float, score_tolerance: float):
+    """Every detection of ``reference`` (mmdet's or the module's) paired with one of ``outputs`` of the same label
+    within the tolerances (near-tied scores may come out in another order)."""
+    def instances(detections):
+        return dict(zip(('bboxes', 'scores', 'labels', 'masks'), (np.asarray(t) for t in detections[:4])))
+
+    matched = match_detections(instances(reference), instances(outputs), box_tolerance, score_tolerance)
+    assert matched.unmatched == 0, matched
+    return matched
 
 
 def to_onnx(module, args: tuple, **kwargs) -> bytes:
@@ -115,7 +105,7 @@ def to_onnx(module, args: tuple, **kwargs) -> bytes:
 
 def export_graph(graph, size) -> bytes:
     dynamic_axes = {'image': {2: 'height', 3: 'width'}, 'masks': {0: 'detections', 1: 'height', 2: 'width'}}
-    dynamic_axes.update({name: {0: 'detections'} for name in OUTPUT_NAMES[:3]})
+    dynamic_axes.update({name: {0: 'detections'} for name in OUTPUT_NAMES if name != 'masks'})
     return to_onnx(graph, (image(size), ), input_names=['image'], output_names=list(OUTPUT_NAMES),
                    dynamic_axes=dynamic_axes)
 
@@ -133,10 +123,9 @@ def test_the_graph_gives_mmdet_predictions(name, version):
     reference = mmdet_predict(model, x)
     outputs = run_graph(DetectorGraph(model), x)
     assert len(reference[0]) >= 5 and reference[3].any(), 'the test needs detections with masks'
-    assert [t.dtype for t in outputs] == [torch.float32, torch.float32, torch.int64, torch.uint8]
-    assert outputs[3].shape[1:] == OTHER_SIZE
-    differences = match(reference, outputs, box_tolerance=1e-3, score_tolerance=1e-5)
-    assert differences['mask_pixels'] <= 0.01, differences
+    assert [t.dtype for t in outputs] == [torch.float32, torch.float32, torch.int64, torch.uint8, torch.float32]
+    assert outputs[3].shape[1:] == OTHER_SIZE and outputs[4].shape[1:] == (28, 28)
+    assert match(reference, outputs, box_tolerance=1e-3, score_tolerance=1e-5).mask_pixels <= 0.01
 
 
 @pytest.mark.parametrize('name, version', [('mask_rcnn', 1), ('cascade', 2)])
@@ -159,10 +148,12 @@ def test_onnx_graph_gives_the_modules_detections_at_any_size(name, version):
         reference = run_graph(graph, x)
         outputs = run_onnx(model_bytes, image=x)
         assert len(reference[0]) >= 5
-        assert [o.dtype for o in outputs] == [np.float32, np.float32, np.int64, np.uint8]
+        assert [o.dtype for o in outputs] == [np.float32, np.float32, np.int64, np.uint8, np.float32]
         assert outputs[3].shape[1:] == size
-        differences = match(reference, outputs, box_tolerance=0.01, score_tolerance=1e-4)
-        assert differences['mask_pixels'] <= 0.01, differences
+        matched = match(reference, outputs, box_tolerance=0.01, score_tolerance=1e-4)
+        assert matched.mask_pixels <= 0.01, matched
+        pairs = np.array(matched.pairs)
+        np.testing.assert_allclose(outputs[4][pairs[:, 1]], reference[4].numpy()[pairs[:, 0]], atol=1e-4)
 
 
 def test_no_detections_give_empty_outputs():
@@ -171,7 +162,8 @@ def test_no_detections_give_empty_outputs():
     graph = DetectorGraph(model)
     x = image(OTHER_SIZE)
     assert len(mmdet_predict(model, x)[0]) == 0
-    expected = [((0, 4), np.float32), ((0, ), np.float32), ((0, ), np.int64), ((0, *OTHER_SIZE), np.uint8)]
+    expected = [((0, 4), np.float32), ((0, ), np.float32), ((0, ), np.int64), ((0, *OTHER_SIZE), np.uint8),
+                ((0, 28, 28), np.float32)]
     assert [(tuple(t.shape), t.numpy().dtype) for t in run_graph(graph, x)] == expected
     assert [(o.shape, o.dtype) for o in run_onnx(export_graph(graph, EXPORT_SIZE), image=x)] == expected
 

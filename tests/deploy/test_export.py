@@ -96,3 +96,12 @@ def test_missing_onnxruntime_names_the_extra(segmentor, monkeypatch):
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)
     with pytest.raises(ImportError, match=r'pip install "convnext-dense\[deploy\]"'):
         OnnxModel(str(segmentor[1].path))
+
+
+def test_a_provider_onnxruntime_lacks_is_an_error_not_a_silent_cpu_run(segmentor):
+    import onnxruntime
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has the CUDA provider (tests/gpu/test_onnx_cuda.py uses it)')
+    with pytest.raises(ValueError, match='has no CUDAExecutionProvider .*install onnxruntime-gpu'):
+        OnnxModel(str(segmentor[1].path), ['CUDAExecutionProvider', 'CPUExecutionProvider'])
+    assert OnnxModel(str(segmentor[1].path)).providers == ['CPUExecutionProvider']

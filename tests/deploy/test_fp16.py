@@ -2,7 +2,7 @@
 fp32 graph at any size; the range probe measures what a GPU's fp16 would have to hold, and finds an overflow."""
 import numpy as np
 import pytest
-from deploy_models import SEG_CONFIG, build, demo_config
+from deploy_models import CASCADE_CONFIG, SEG_CONFIG, build, demo_config
 
 onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not installed')
 pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
@@ -40,6 +40,21 @@ def test_fp16_graph_keeps_norms_and_grn_in_fp32_and_matches_fp32(v2_model, tmp_p
         logits = OnnxModel(str(half.path)).run(image)['logits']
         difference = np.abs(logits - reference).max()
         assert 0 < difference <= TOLERANCE['fp16'] * np.abs(reference).max(), (size, difference)
+
+
+def test_fp16_detector_keeps_the_arithmetic_in_pixels_in_fp32(tmp_path):
+    """Box decoding, anchors and mask pasting work in pixels, where fp16 is 1 px coarse above 1024: only the network's
+    layers compute in fp16, and a cascade, which decodes boxes three times, stays within the fp16 tolerances."""
+    half = export(build(demo_config(CASCADE_CONFIG)), str(tmp_path / 'fp16.onnx'), (192, 256), dynamic=True,
+                  fp16=True)
+    assert all(c.passed for c in half.checks), half.summary()
+    graph = onnx.load(str(half.path))
+    types = {v.name: v.type.tensor_type.elem_type for v in graph.graph.value_info}
+    outside = [n for n in graph.graph.node if n.name.startswith('/') and n.name.count('/') == 1]
+    decoding = [n for n in outside if n.op_type in ('Exp', 'Mul', 'Add', 'Sub', 'MatMul')]
+    assert decoding and not any(types.get(n.output[0]) == FLOAT16 for n in decoding)
+    layers = [n for n in graph.graph.node if n.op_type in ('Conv', 'Gemm') and '/bbox_head' in n.name]
+    assert layers and all(types[n.output[0]] == FLOAT16 for n in layers)
 
 
 def test_probe_measures_norm_and_grn_inputs_and_finds_an_overflow(v2_model, tmp_path):

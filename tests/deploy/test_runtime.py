@@ -1,5 +1,6 @@
 """The runtime side of deploy: graphs are refused unless tools/export_onnx.py wrote them for the config's task and
-classes; detections are scaled back to the original image as mmdet's ``rescale=True`` does; sliding-window
+classes; detections are scaled back to the original image and their masks pasted there as mmdet's ``rescale=True``
+does; sliding-window
 segmentation through the graph equals mmseg's ``slide_inference`` of the PyTorch model."""
 import json
 
@@ -76,41 +77,46 @@ def test_a_matching_graph_replaces_the_model(tmp_path):
     assert 'data_preprocessor' not in cfg and 'evaluating' in note and 'onnxruntime (fp32' in note
 
 
-def test_detections_are_scaled_back_to_the_original_image(tmp_path):
-    """The graph's boxes are in input pixels (after the test resize); mmdet's rescale divides them by the resize's
-    (w, h) factor; masks come at the input size and are resized (nearest) to the original image."""
+def test_detections_are_scaled_back_and_masks_pasted_on_the_original_image_as_mmdet_does(tmp_path):
+    """The graph's boxes are in input pixels (after the test resize): mmdet's rescale divides them by the resize's
+    (w, h) factor and pastes the mask probabilities along them on the original image (FCNMaskHead with rescale=True),
+    not the masks of the resized image."""
+    from mmdet.models.roi_heads.mask_heads import FCNMaskHead
     from mmdet.structures import DetDataSample
-    masks = np.zeros((2, 40, 60), np.uint8)
-    masks[0, :20, :30] = 1
-    masks[1, 20:, 30:] = 1
-    boxes = np.array([[30., 20., 60., 40.], [3., 6., 9., 12.]], np.float32)
-    outputs = dict(boxes=boxes, scores=np.array([0.9, 0.4], np.float32), labels=np.array([2, 0], np.int64),
-                   masks=masks)
+    boxes = np.array([[30., 20., 60., 40.], [3., 6., 9., 12.], [10.5, 3.25, 41.75, 37.5]], np.float32)
+    labels = np.array([2, 0, 1], np.int64)
+    probabilities = np.random.default_rng(0).random((3, 28, 28)).astype(np.float32)
+    outputs = dict(boxes=boxes, scores=np.array([0.9, 0.4, 0.3], np.float32), labels=labels,
+                   masks=np.zeros((3, 40, 60), np.uint8), mask_probabilities=probabilities)
     path = constant_graph(tmp_path / 'det.onnx', outputs, dict(task='detection', classes='["a", "b", "c"]',
-                                                               input_shape='dynamic'))
+                                                               input_shape='dynamic', mask_threshold='0.5'))
     model = OnnxRuntimeModel(path)
     scale_factor = (1.5, 2.0)  # (w, h): a 40x60 input resized from a 20x40 image
-    sample = DetDataSample(metainfo=dict(ori_shape=(20, 40), img_shape=(40, 60), scale_factor=scale_factor))
-    predicted, = model.forward([torch.zeros(3, 40, 60, dtype=torch.uint8)], [sample])
+    meta = dict(ori_shape=(20, 40), img_shape=(40, 60), scale_factor=scale_factor)
+    predicted, = model.forward([torch.zeros(3, 40, 60, dtype=torch.uint8)], [DetDataSample(metainfo=meta)])
     found = predicted.pred_instances
     # mmdet's bbox head: bboxes / bboxes.new_tensor(scale_factor).repeat((1, 2))
     expected = torch.from_numpy(boxes) / torch.tensor(scale_factor).repeat((1, 2))
     torch.testing.assert_close(found.bboxes, expected)
     torch.testing.assert_close(found.bboxes[0], torch.tensor([20., 10., 40., 20.]))
-    assert found.scores.tolist() == pytest.approx([0.9, 0.4]) and found.labels.tolist() == [2, 0]
-    assert found.masks.shape == (2, 20, 40) and found.masks.dtype == torch.bool
-    first, second = torch.zeros(20, 40, dtype=torch.bool), torch.zeros(20, 40, dtype=torch.bool)
-    first[:10, :20] = True
-    second[10:, 20:] = True
-    assert torch.equal(found.masks[0], first) and torch.equal(found.masks[1], second)
+    assert found.scores.tolist() == pytest.approx([0.9, 0.4, 0.3]) and found.labels.tolist() == [2, 0, 1]
+    head = FCNMaskHead(num_classes=3)
+    per_class = torch.zeros(3, 3, 28, 28)
+    per_class[torch.arange(3), torch.from_numpy(labels)] = torch.from_numpy(probabilities)
+    mmdet_masks = head._predict_by_feat_single(per_class, torch.from_numpy(boxes), torch.from_numpy(labels), meta,
+                                               ConfigDict(mask_thr_binary=0.5), rescale=True, activate_map=True)
+    assert found.masks.shape == (3, 20, 40) and found.masks.dtype == torch.bool
+    assert mmdet_masks.any(dim=(1, 2)).all(), 'each mask must show something for the comparison to mean anything'
+    assert torch.equal(found.masks, mmdet_masks)
 
 
 def test_no_detections_give_empty_instances_at_the_original_size(tmp_path):
     from mmdet.structures import DetDataSample
     outputs = dict(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
-                   labels=np.zeros(0, np.int64), masks=np.zeros((0, 40, 60), np.uint8))
+                   labels=np.zeros(0, np.int64), masks=np.zeros((0, 40, 60), np.uint8),
+                   mask_probabilities=np.zeros((0, 28, 28), np.float32))
     path = constant_graph(tmp_path / 'det.onnx', outputs, dict(task='detection', classes='["a"]',
-                                                               input_shape='dynamic'))
+                                                               input_shape='dynamic', mask_threshold='0.5'))
     sample = DetDataSample(metainfo=dict(ori_shape=(20, 40), img_shape=(40, 60), scale_factor=(1.5, 2.0)))
     found = OnnxRuntimeModel(path).forward([torch.zeros(3, 40, 60, dtype=torch.uint8)], [sample])[0].pred_instances
     assert found.bboxes.shape == (0, 4) and found.masks.shape == (0, 20, 40) and len(found.scores) == 0

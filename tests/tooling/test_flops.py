@@ -35,20 +35,46 @@ PUBLISHED = {
     'cascade_rcnn/swin_s_3x.py': (838, 107),
     'cascade_rcnn/swin_b_3x.py': (982, 145),
 }
-# Tiny models take ~20 s each on one CPU core and run on both stacks; the rest (and Mask R-CNN T, which
-# tests/tools/test_get_flops.py counts through the tool) take ~11 minutes together and run with the slow tests of the
-# development stack (marker full_size).
-QUICK = ('cascade_rcnn/convnext_t_3x.py', 'upernet/convnext_t_160k_ade20k.py')
+# Counting runs the model at full size: ~45 s for a T..B model on two quiet cores, minutes for L / XL. One config per
+# path the count takes (detection at 1280x800, ADE20K at 2048x512 and 2560x640; ConvNeXt and Swin) and size up to B
+# is counted with the slow tests of the development stack (marker full_size; tests/tools/test_get_flops.py counts
+# Mask R-CNN T through the tool on both stacks). L, XL and the 22K B detector (B's model) differ from those in widths
+# and depths only, which their parameter counts check in seconds: their full counts (~15 min) are marker largest,
+# `make test-largest`.
+LARGEST = ('cascade_rcnn/convnext_b_22k_3x.py', 'cascade_rcnn/convnext_l_3x.py', 'cascade_rcnn/convnext_xl_3x.py',
+           'upernet/convnext_l_160k_ade20k.py', 'upernet/convnext_xl_160k_ade20k.py')
 FULL_SIZE = (pytest.mark.slow, pytest.mark.full_size)
 
 
-@pytest.mark.parametrize('config', [c if c in QUICK else pytest.param(c, marks=FULL_SIZE) for c in PUBLISHED])
+@pytest.mark.parametrize('config', [pytest.param(c, marks=FULL_SIZE + ((pytest.mark.largest, ) if c in LARGEST
+                                                                       else ())) for c in PUBLISHED])
 def test_published_figures_within_3_percent(config):
     gflops, params_m = PUBLISHED[config]
     count = count_config(load_config(str(CONFIGS / config)))
     assert abs(count.flops / 1e9 / gflops - 1) < 0.03, f'{count.flops / 1e9:.1f}G, published {gflops}G'
     assert round(count.params / 1e6) == params_m
     assert official_figures(str(CONFIGS / config)) == dict(gflops=gflops, params_m=params_m)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', LARGEST)
+def test_published_parameters_of_the_largest_configs(config):
+    """The models built (no forward pass) have the published parameter counts."""
+    cfg = load_config(str(CONFIGS / config))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == PUBLISHED[config][1]
+    assert official_figures(str(CONFIGS / config)) == dict(gflops=PUBLISHED[config][0], params_m=PUBLISHED[config][1])
+
+
+def test_the_22k_b_detector_is_the_b_model():
+    """Same FLOPs as B: the same model but for training-only settings (drop path) and its initial weights."""
+    b, b_22k = (load_config(str(CONFIGS / 'cascade_rcnn' / name)).model.to_dict()
+                for name in ('convnext_b_3x.py', 'convnext_b_22k_3x.py'))
+    for model in (b, b_22k):
+        model['backbone'].pop('init_cfg')
+        model['backbone'].pop('drop_path_rate')
+    assert b == b_22k
 
 
 @pytest.fixture(scope='module')

@@ -16,6 +16,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  (mmseg:: / mmdet:: config references resolve on the OneDL stack)
 from conftest import REPO, import_mmpretrain_convnext
+from convnext_dense.tooling.detection_matching import match_detections
 
 pytestmark = pytest.mark.slow
 CLASSES = ['circle', 'square', 'triangle']
@@ -107,29 +108,17 @@ def test_mmdet_zoo_detector_predicts_the_same_in_our_config(case, demo_data, tmp
         assert_same_detections(ours_['pred_instances'], theirs_['pred_instances'])
 
 
-def assert_same_detections(ours, theirs, score_tol=1e-4, box_tol=1e-2):
-    """The same detections, matched one to one by label, score and box. Features agree to ~1e-5 (the two backbones
-    sum in different orders), so detections whose scores tie that closely may come out in another order, and at the
-    ``max_per_img`` cut one may swap for another: only those at the lowest kept score may go unmatched. Mask logits
-    at the 0.5 threshold may flip a pixel or two, so matched masks may differ in 1% of their union."""
-    from pycocotools import mask as mask_util
-
-    def rows(pred):
-        return list(zip(np.asarray(pred['labels']).tolist(), np.asarray(pred['scores']).tolist(),
-                        np.asarray(pred['bboxes']), pred['masks']))
-
-    unmatched = rows(ours)
-    lowest = min(np.asarray(theirs['scores']).min(), np.asarray(ours['scores']).min())
-    for label, score, box, mask in rows(theirs):
-        match = next((i for i, (label_, score_, box_, _) in enumerate(unmatched)
-                      if label_ == label and abs(score_ - score) <= score_tol
-                      and np.abs(box_ - box).max() <= box_tol), None)
-        if match is None:
-            assert score <= lowest + score_tol, f'their detection {label, score, box} has no match in ours'
-            continue
-        ours_mask, their_mask = mask_util.decode(unmatched.pop(match)[3]), mask_util.decode(mask)
-        assert (ours_mask != their_mask).sum() <= 0.01 * max((ours_mask | their_mask).sum(), 1)
-    assert all(score <= lowest + score_tol for _, score, _, _ in unmatched), unmatched
+def assert_same_detections(ours, theirs):
+    """The same detections, matched one to one. Features agree to ~1e-5 (the two backbones sum in different orders),
+    so detections whose scores tie that closely may come out in another order, and at the ``max_per_img`` cut one may
+    swap for another: only those at the lowest kept score may go unmatched. Mask logits at the 0.5 threshold may flip
+    a pixel or two, so matched masks may differ in 1% of their union."""
+    matched = match_detections(theirs, ours, box_tolerance=1e-2, score_tolerance=1e-4)
+    their_scores, our_scores = np.asarray(theirs['scores']), np.asarray(ours['scores'])
+    lowest = min(their_scores.min(), our_scores.min())
+    left = [their_scores[i] for i in matched.unmatched_reference] + [our_scores[j] for j in matched.unmatched_other]
+    assert all(score <= lowest + 1e-4 for score in left), matched
+    assert matched.mask_union <= 0.01, matched
 
 
 def test_mmseg_zoo_upernet_predicts_the_same_in_our_config(demo_data, tmp_path):

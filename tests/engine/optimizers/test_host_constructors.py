@@ -28,19 +28,28 @@ HOST_CONFIGS = [
 LR, WD = 1., 0.05  # the upstream tests' settings: lr 1 makes each group's lr its scale
 
 
+@pytest.fixture(scope='module')
+def host_groups() -> dict:
+    """Each host config's param groups, (without the import, with it): two fresh interpreters, side by side."""
+    arguments = [part for scope, config in HOST_CONFIGS for part in (scope, Config._get_cfg_path(config, '.')[0])]
+    procs = [subprocess.Popen([sys.executable, str(HERE / 'host_param_groups.py'), *flags, *arguments],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for flags in ([], ['--with-plugin'])]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.rsplit('groups: ', 1)[1]))
+    return {config: (results[0][path], results[1][path])
+            for (_, config), path in zip(HOST_CONFIGS, arguments[1::2])}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_MMPRETRAIN, reason="the hosts' ConvNeXt configs use mmpretrain's ConvNeXt "
                     '(custom_imports mmpretrain.models), which this environment does not have')
 @pytest.mark.parametrize('scope, config', HOST_CONFIGS)
-def test_host_convnext_configs_build_the_same_optimizer_with_and_without_the_import(scope, config):
-    path = Config._get_cfg_path(config, '.')[0]
-
-    def groups(*flags):
-        out = subprocess.run([sys.executable, str(HERE / 'host_param_groups.py'), path, scope, *flags],
-                             capture_output=True, text=True, check=True).stdout
-        return json.loads(out.rsplit('groups: ', 1)[1])
-
-    without, with_plugin = groups(), groups('--with-plugin')
+def test_host_convnext_configs_build_the_same_optimizer_with_and_without_the_import(scope, config, host_groups):
+    without, with_plugin = host_groups[config]
     assert len(without) > 10 and len({g['lr'] for g in without}) > 3  # really layer-decayed
     assert with_plugin == without
 

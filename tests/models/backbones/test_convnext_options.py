@@ -155,10 +155,10 @@ def test_grn_in_fp16_survives_feature_maps_whose_norm_overflows():
     assert not torch.isfinite(naive).all(), 'the fp16 overflow this test guards against did not happen'
 
 
-@pytest.mark.parametrize('version', [1, 2])
-def test_compile_matches_plain_and_deep_copies_follow_their_own_weights(version):
+def test_compile_matches_plain_and_deep_copies_follow_their_own_weights():
     # aot_eager traces through dynamo and autograd like inductor does, without minutes of C++ codegen on CPU.
-    plain, compiled = twins(version, compile=dict(backend='aot_eager'))
+    # V2 only: its block has V1's convolutions and norm plus GRN, and each version takes a minute to compile on a CPU.
+    plain, compiled = twins(2, compile=dict(backend='aot_eager'))
     x = torch.randn(2, 3, 64, 64)
     assert_same(run(plain, x), run(compiled, x))
     import copy
