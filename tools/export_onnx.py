@@ -16,6 +16,7 @@ fp32, so it cannot show an overflow itself).
 """
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -82,6 +83,11 @@ def main():
     except (ImportError, ValueError, UnsupportedDetectorError, GraphCheckError, ParityError) as exc:
         sys.exit(f'error: {exc}')
     print('\n'.join(result.summary()))
+    if args.fp16:
+        from convnext_dense.deploy.fp16 import trtexec_command
+        command_file = Path(args.out).with_suffix('.trtexec.sh')
+        command_file.write_text(trtexec_command(args.out, result.fp32_nodes, shape, args.dynamic) + '\n')
+        print(f'TensorRT with the same {len(result.fp32_nodes)} nodes in fp32: bash {command_file}')
     if args.probe:
         from convnext_dense.deploy.export import check_input
         from convnext_dense.deploy.fp16 import probe_range

@@ -68,6 +68,7 @@ class ExportResult:
     fp32_graph: object  # the onnx.ModelProto before any fp16 conversion, for the range probe
     checks: List[SizeCheck] = field(default_factory=list)
     providers: List[str] = field(default_factory=list)  # the onnxruntime session's that checked the graph
+    fp32_nodes: List[str] = field(default_factory=list)  # fp16 graphs: the nodes on image data kept in fp32
 
     def summary(self) -> List[str]:
         lines = [f'exported {self.task} graph to {self.path} ({self.precision}, opset {self.metadata["opset"]}, '
@@ -145,18 +146,21 @@ def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = Fal
     proto = _trace(module, shape, output_names, dynamic, task, opset)
     layer_norms = count_convnext_norms(module)
     check_graph(proto, layer_norms)
-    fp32_graph = proto
+    fp32_graph, fp32_nodes = proto, []
     if fp16:
-        from .fp16 import FP32_OPS, to_fp16
+        from .fp16 import FP32_OPS, plan_fp16, to_fp16
+        fp32_nodes = plan_fp16(proto).fp32_nodes
         proto = to_fp16(proto)
         check_graph(proto, layer_norms)
-        precision = f'fp16 ({", ".join(FP32_OPS)}, ConvNeXt V2 GRN and the arithmetic outside the layers in fp32)'
+        precision = (f'fp16 ({", ".join(FP32_OPS)}, ConvNeXt V2 GRN, the residual additions and the arithmetic '
+                     'outside the layers in fp32)')
     metadata = _metadata(model, task, shape, dynamic, precision, layout, config, opset)
     onnx.helper.set_model_props(proto, metadata)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
-    result = ExportResult(path, task, precision, shape, dynamic, layer_norms, metadata, fp32_graph)
+    result = ExportResult(path, task, precision, shape, dynamic, layer_norms, metadata, fp32_graph,
+                          fp32_nodes=fp32_nodes)
     from .runtime import OnnxModel
     session = OnnxModel(str(path), providers)
     result.providers = session.providers

@@ -1,5 +1,7 @@
-"""--fp16 graphs: LayerNormalization and GRN stay fp32, the rest computes in fp16 within the stated tolerance of the
+"""--fp16 graphs: LayerNormalization, GRN and the residual stream stay fp32, the rest computes in fp16 within the stated tolerance of the
 fp32 graph at any size; the range probe measures what a GPU's fp16 would have to hold, and finds an overflow."""
+import re
+
 import numpy as np
 import pytest
 from deploy_models import CASCADE_CONFIG, SEG_CONFIG, build, demo_config
@@ -8,7 +10,7 @@ onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not instal
 pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
 
 from convnext_dense.deploy.export import TOLERANCE, check_input, export  # noqa: E402
-from convnext_dense.deploy.fp16 import FP16_MAX, probe_range, to_fp16  # noqa: E402
+from convnext_dense.deploy.fp16 import FP16_MAX, probe_range, to_fp16, trtexec_command  # noqa: E402
 from convnext_dense.deploy.runtime import OnnxModel  # noqa: E402
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -33,6 +35,17 @@ def test_fp16_graph_keeps_norms_and_grn_in_fp32_and_matches_fp32(v2_model, tmp_p
     assert grn and all(types[n.output[0]] == FLOAT for n in grn)
     convs = [n for n in graph.graph.node if n.op_type == 'Conv']
     assert convs and all(types[n.input[1]] == FLOAT16 for n in convs)
+    # the residual stream: each block's skip-connection Add in fp32, its branch (dwconv onwards) in fp16
+    residual = [n for n in graph.graph.node if re.fullmatch(r'/backbone/stages\.\d+\.\d+/Add', n.name)]
+    assert len(residual) == sum(v2_model.backbone.depths) and all(types[n.output[0]] == FLOAT for n in residual)
+    dwconvs = [n for n in convs if n.name.endswith('/dwconv/Conv')]
+    assert len(dwconvs) == len(residual) and all(types[n.output[0]] == FLOAT16 for n in dwconvs)
+    # what TensorRT must pin to fp32: exactly the nodes on image data the graph keeps in fp32
+    kept = set(half.fp32_nodes)
+    assert {n.name for n in [*norms, *grn, *residual]} <= kept and not kept & {n.name for n in convs}
+    assert all(types.get(n.output[0]) != FLOAT16 for n in graph.graph.node if n.name in kept)
+    command = trtexec_command('m.onnx', half.fp32_nodes, (64, 96), dynamic=True)
+    assert f'--layerPrecisions={half.fp32_nodes[0]}:fp32,' in command and '--maxShapes=image:1x3x128x192' in command
     assert types['image'] == types['logits'] == FLOAT
     for size in [(64, 96), (77, 50)]:
         image = check_input(size, None, seed=1)

@@ -52,21 +52,30 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def test_upernet_v2_graph_evaluates_like_its_checkpoint(workspace):
+    """fp32 and fp16 graphs reach the checkpoint's mIoU through tools/test.py; the fp16 export writes the TensorRT
+    command that keeps the same nodes in fp32."""
     options = ['--cfg-options', 'model.backbone.version=2']
     checkpoint = checkpoint_of(SEG_CONFIG, 2, workspace / 'upernet.pth')
-    out = workspace / 'upernet.onnx'
-    log, expected = run_together([
+    out, half = workspace / 'upernet.onnx', workspace / 'upernet_fp16.onnx'
+    log, log_fp16, expected = run_together([
         [REPO / 'tools/export_onnx.py', SEG_CONFIG, checkpoint, '--out', out, '--dynamic', *options],
+        [REPO / 'tools/export_onnx.py', SEG_CONFIG, checkpoint, '--out', half, '--dynamic', '--fp16', *options],
         [REPO / 'tools/test.py', SEG_CONFIG, checkpoint, '--work-dir', workspace / 'pt', *options]], workspace)
     assert 'exported segmentation graph' in log
     assert log.count('onnxruntime (CPUExecutionProvider) vs PyTorch, largest difference') == 2
-    measured, drawn = run_together([
+    trtexec = (workspace / 'upernet_fp16.trtexec.sh').read_text()
+    assert f'bash {workspace / "upernet_fp16.trtexec.sh"}' in log_fp16
+    assert trtexec.startswith(f'trtexec --onnx={half} --fp16 --precisionConstraints=obey --layerPrecisions=')
+    assert '/backbone/stages.0.0/norm/LayerNormalization:fp32' in trtexec and '/backbone/stages.0.0/Add:fp32' in trtexec
+    measured, measured_fp16, drawn = run_together([
         [REPO / 'tools/test.py', SEG_CONFIG, out, '--work-dir', workspace / 'ort'],
+        [REPO / 'tools/test.py', SEG_CONFIG, half, '--work-dir', workspace / 'ort_fp16'],
         [REPO / 'tools/image_demo.py', SEG_CONFIG, out, 'data/demo/ade/ADEChallengeData2016/images/validation',
          '--out-dir', workspace / 'drawn']], workspace)
-    expected, measured = metrics_of(expected), metrics_of(measured)
-    for key in ('mIoU', 'aAcc', 'mAcc'):
-        assert abs(measured[key] - expected[key]) <= 0.1, (key, measured, expected)
+    expected = metrics_of(expected)
+    for measured in (metrics_of(measured), metrics_of(measured_fp16)):
+        for key in ('mIoU', 'aAcc', 'mAcc'):
+            assert abs(measured[key] - expected[key]) <= 0.1, (key, measured, expected)
     drawn = [line.strip() for line in drawn.splitlines() if line.strip().endswith('.png')]
     assert len(drawn) == 3 and all((workspace / p).stat().st_size > 0 for p in drawn), drawn
 
