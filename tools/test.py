@@ -17,7 +17,7 @@ from mmengine.dist import is_main_process
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
 from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
-                                         load_config, require_checkpoint)
+                                         end_distributed, load_config, require_checkpoint)
 from convnext_dense.tooling.test_outputs import draw_predictions, per_class_tables
 from convnext_dense.tooling.test_time_aug import enable_tta
 
@@ -75,6 +75,7 @@ def main():
     if is_main_process():
         print('metrics: ' + json.dumps({k: float(v) if isinstance(v, numbers.Real) else str(v)
                                         for k, v in metrics.items()}))
+    end_distributed()
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ import sys
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
 from convnext_dense.engine.hooks.safe_checkpoint_hook import ResumeError
 from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
-                                         check_pretrained, load_config)
+                                         check_pretrained, end_distributed, load_config)
 
 
 def parse_args():
@@ -66,6 +66,7 @@ def main():
         runner.train()  # --resume picks its checkpoint as training starts: ResumeError when none is intact
     except (SetupError, ResumeError) as exc:
         sys.exit(f'error: {exc}')
+    end_distributed()
 
 
 if __name__ == '__main__':

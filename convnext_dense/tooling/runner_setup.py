@@ -185,6 +185,14 @@ def build_runner(cfg: Config, notes: Sequence[str], new_classes: bool = False):
     return runner
 
 
+def end_distributed():
+    """Destroy the process group of a distributed run before the interpreter exits: left to the exit's teardown, its
+    gloo threads can be destroyed while still joinable, and a rank aborts ('terminate called without an active
+    exception') after the run succeeded."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def _trained_model_loader(runner, new_classes: bool):
     """``Runner.load_checkpoint`` (what mmengine calls for ``load_from``) through our whole-model loader."""
     from mmengine.model import BaseTTAModel, is_model_wrapper
