@@ -9,7 +9,8 @@ On a machine without a GPU the same run reports the peak RSS of each process and
 needs CUDA, so the CPU run trains in fp32); this is what CI smoke-tests.
 
 --estimate predicts, on a CPU, the peak GPU memory (allocated) of each config's training step, AMP as on a GPU, from
-one real step with tensor-level accounting (convnext_dense/tooling/memory_estimate.py), as ``estimated_peak_gib``.
+one real step with tensor-level accounting replayed through a model of the CUDA caching allocator, plus the cuBLAS
+workspaces (convnext_dense/tooling/memory_estimate.py), as ``estimated_peak_gib``, with its parts.
 --estimate --validate checks those predictions against H100 measurements of mmdet's own configs
 (convnext_dense/tooling/memory_anchors.py) and prints the validation table; it exits 1 if one is out of tolerance.
 
@@ -102,7 +103,9 @@ def estimate(args) -> dict:
 
 
 def report_estimates(args, results) -> int:
-    columns = {'params_m': ('params (M)', '.1f'), 'estimated_peak_gib': ('estimated peak (GiB)', '.3f'),
+    columns = {'params_m': ('params (M)', '.1f'), 'tensors_at_peak_gib': ('tensors at peak (GiB)', '.3f'),
+               'allocator_rounding_gib': ('+ allocator blocks', '.3f'), 'cublas_workspaces_gib': ('+ cuBLAS', '.3f'),
+               'estimated_peak_gib': ('estimated peak (GiB)', '.3f'),
                'static_gib': ('params+buffers+opt state (GiB)', '.3f'),
                'half_precision_at_peak_gib': ('half precision at peak (GiB)', '.3f')}
     headers = ['config', 'status', 'precision', 'image', *(title for title, _ in columns.values()), 'peak in']
@@ -111,7 +114,8 @@ def report_estimates(args, results) -> int:
             for r in results]
     env = common.result_env(results)
     settings = (f'ESTIMATE of peak GPU memory allocated by a training step (batch {args.batch_size}), from one CPU '
-                f'step with tensor-level accounting | torch {env.get("torch", "?")} | mmdet {env.get("mmdet", "?")} '
+                'step with tensor-level accounting, replayed through a model of the CUDA caching allocator '
+                f'| torch {env.get("torch", "?")} | mmdet {env.get("mmdet", "?")} '
                 f'| cfg-options {args.cfg_options or "none"}')
     table = '\n'.join([settings, '', common.format_table(headers, rows)])
     payload = dict(tool='benchmark_memory', title=settings, **env, memory_metric='estimated_gpu_peak_allocated',

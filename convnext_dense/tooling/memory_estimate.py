@@ -5,25 +5,26 @@ they rent one. Shape-only tracing (FakeTensor, meta) cannot run mmcv's C++ ops (
 how many RoIs the heads see, so the step really runs, on the CPU, while
 
 - :class:`StorageTracker` (a ``TorchDispatchMode``) sees every tensor any aten op returns, forward and backward, and
-  counts each new storage once, rounded to a block as the CUDA caching allocator rounds it (512 bytes), until a
-  weakref finalizer says the storage died: what ``torch.cuda.max_memory_allocated`` would report for those tensors;
+  records each new storage's allocation and, through a weakref finalizer, its release;
 - :func:`cuda_autocast` makes CPU autocast behave as CUDA autocast does for memory: CPU autocast (bfloat16, 2 bytes
   like float16) casts the matmul/conv/linear family to half precision and caches weight copies per autocast region
   as CUDA does, and :class:`CudaFp32Policy` (a ``TorchFunctionMode``) runs in float32 what CUDA's autocast runs in
   float32 and CPU's does not (layer/group norm, softmax, exp/log/pow, sums, ...), so activations saved for backward
-  have the dtypes they have on a GPU;
+  have the dtypes they have on a GPU; the convolutions and matrix products themselves compute in float32 and return
+  half precision (:func:`_in_fp32`): the same tensors, at float32 speed on CPUs without native bfloat16;
 - the optimizer is the config's own (constructor, layer decay and all), with ``foreach=True`` as PyTorch picks for
   CUDA tensors, so its temporaries are those of a GPU step.
 
-The step is the first one, so the optimizer state is born in it; :func:`estimate_peak` adds the state's size to the
-peak before the optimizer ran, which is the steady-state peak the GPU benchmark reports after its warm-up. Not
-modelled (the validation against H100 measurements shows what they amount to): cuDNN/cuBLAS workspaces, CUDA-only
-kernel temporaries, and the allocator's block splitting.
+:func:`estimate_peak` then replays the recorded allocations through a model of the CUDA caching allocator
+(:mod:`convnext_dense.tooling.cuda_allocator`): the step twice, the second on the warm cache without the first step's
+optimizer-state births, as the GPU benchmark measures after its warm-up; its peak of allocated blocks is what
+``torch.cuda.max_memory_allocated`` reports, to which the cuBLAS workspaces are added. Not modelled (the validation
+against H100 measurements shows what they amount to): cuDNN convolution workspaces and CUDA kernels' own temporaries.
 """
 import contextlib
 import copy
 import weakref
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -32,9 +33,18 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils._pytree import tree_flatten, tree_map
 
 import convnext_dense.tooling.benchmark as common
+from convnext_dense.tooling.cuda_allocator import steady_state_peak
 
 BLOCK_BYTES = 512  # the CUDA caching allocator rounds every block up to a multiple of this
+# cuBLAS workspaces, allocated through the caching allocator: one per cuBLAS handle and stream, and a training step
+# uses two handles (the forward's thread and autograd's backward thread); PyTorch's default size on Hopper (sm90) is
+# 32 MiB (CUBLAS_WORKSPACE_CONFIG=:4096:8), the card of the validation's measurements.
+CUBLAS_WORKSPACES_BYTES = 2 * 32 * 2 ** 20
 HALF = (torch.float16, torch.bfloat16)
+aten = torch.ops.aten
+# The compute of a training step: run in float32 when autocast hands them half precision (see _in_fp32).
+FP32_COMPUTE = frozenset({aten.convolution.default, aten.convolution_backward.default, aten.mm.default,
+                          aten.addmm.default, aten.bmm.default, aten.baddbmm.default})
 # CUDA autocast's fp32 policy (aten/src/ATen/autocast_mode.h, AT_FORALL_FP32) minus what CPU autocast already runs in
 # fp32, by Python function name (torch.*, torch.nn.functional.*, Tensor methods): half inputs are cast to float32.
 CUDA_FP32 = frozenset({
@@ -44,6 +54,19 @@ CUDA_FP32 = frozenset({
 # CUDA's fp32_set_opt_dtype policy: the op runs with dtype=float32 when its input is half and no dtype was given.
 CUDA_FP32_OUTPUT = frozenset({'softmax', 'log_softmax', 'cumsum', 'cumprod', 'sum', 'prod', 'norm',
                               'vector_norm', 'matrix_norm'})
+
+
+def _in_fp32(func, args, kwargs):
+    """``func`` (a convolution or matrix product) on float32 copies of its half-precision inputs, its outputs cast
+    back: the same tensors, of the same sizes and dtypes, as the half-precision kernel returns, at float32 speed (CPUs
+    without native bfloat16 run its convolutions many times slower). The copies are not tracked: a GPU makes none."""
+    flat = tree_flatten((args, kwargs))[0]
+    half = next((t.dtype for t in flat if isinstance(t, torch.Tensor) and t.dtype in HALF), None)
+    if half is None:
+        return func(*args, **kwargs)
+    upcast = lambda t: t.float() if isinstance(t, torch.Tensor) and t.dtype == half else t  # noqa: E731
+    out = func(*tree_map(upcast, args), **tree_map(upcast, kwargs))
+    return tree_map(lambda t: t.to(half) if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t, out)
 
 
 def block_bytes(nbytes: int) -> int:
@@ -59,9 +82,15 @@ class StorageTracker(TorchDispatchMode):
         self.live = self.peak = self.live_half = self.peak_half = 0
         self.phase = self.peak_phase = 'setup'
         self._tracked = weakref.WeakSet()
+        self.events: List[tuple] = []  # ('alloc', key, nbytes) / ('free', key), in order, for the allocator model
+        self.compute_in_fp32 = True
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func in FP32_COMPUTE and self.compute_in_fp32:
+            out = _in_fp32(func, args, kwargs)
+        else:
+            out = func(*args, **kwargs)
         for tensor in tree_flatten(out)[0]:
             if isinstance(tensor, torch.Tensor):
                 self.track(tensor)
@@ -76,13 +105,16 @@ class StorageTracker(TorchDispatchMode):
         size = block_bytes(storage.nbytes())
         half = size if tensor.dtype in HALF else 0
         self._tracked.add(storage)
-        weakref.finalize(storage, self._free, size, half)
+        key = len(self.events)
+        self.events.append(('alloc', key, storage.nbytes()))
+        weakref.finalize(storage, self._free, size, half, key)
         self.live += size
         self.live_half += half
         if self.live > self.peak:
             self.peak, self.peak_half, self.peak_phase = self.live, self.live_half, self.phase
 
-    def _free(self, size: int, half: int):
+    def _free(self, size: int, half: int, key: int):
+        self.events.append(('free', key))
         self.live -= size
         self.live_half -= half
 
@@ -233,16 +265,21 @@ def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Option
         optim_wrapper, amp = build_emulated_optim_wrapper(cfg, model, tracker, amp)
         batch = common.synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
         tracker.reset_peak()
-        static = tracker.live
+        static, setup_end = tracker.live, len(tracker.events)
         model.train_step(batch, optim_wrapper)
+        step_events = tracker.events[setup_end:]
+    allocator_peak, reserved = steady_state_peak(tracker.events[:setup_end], step_events)
     params = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters())
     grads = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters() if p.requires_grad)
     state = state_bytes(optim_wrapper.optimizer)
+    # The tensors alone: the first step's peak, or the peak before its optimizer ran plus the state born there.
     before, before_half, before_phase = optim_wrapper.before_step
     if before + state >= tracker.peak:
-        peak, half, phase = before + state, before_half, before_phase
+        tensors, half, phase = before + state, before_half, before_phase
     else:
-        peak, half, phase = tracker.peak, tracker.peak_half, tracker.peak_phase
-    return dict(estimated_peak_bytes=peak, peak_phase=phase, half_precision_at_peak_bytes=half, amp=amp,
-                params_bytes=params, grads_bytes=grads, optimizer_state_bytes=state, static_bytes=static + state,
-                params_m=common.num_params_m(model))
+        tensors, half, phase = tracker.peak, tracker.peak_half, tracker.peak_phase
+    return dict(estimated_peak_bytes=allocator_peak + CUBLAS_WORKSPACES_BYTES, tensors_at_peak_bytes=tensors,
+                allocator_rounding_bytes=allocator_peak - tensors, cublas_workspaces_bytes=CUBLAS_WORKSPACES_BYTES,
+                reserved_bytes=reserved + CUBLAS_WORKSPACES_BYTES, peak_phase=phase,
+                half_precision_at_peak_bytes=half, amp=amp, params_bytes=params, grads_bytes=grads,
+                optimizer_state_bytes=state, static_bytes=static + state, params_m=common.num_params_m(model))

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from convnext_dense.tooling import memory_estimate
 from convnext_dense.tooling.memory_anchors import ANCHORS, validation_rows
 from convnext_dense.tooling.memory_estimate import (StorageTracker, block_bytes, cuda_autocast, mmcv_ops_in_fp32,
                                                     state_bytes)
@@ -79,6 +80,38 @@ def test_autocast_emulation_follows_cudas_policy_and_caches_weight_copies():
         assert linear(x).dtype == torch.float32
 
 
+def test_convolutions_compute_in_fp32_and_return_what_the_half_kernel_returns(monkeypatch):
+    """Convolutions and matrix products run on float32 copies of their half-precision inputs and return half
+    precision: the same tensors, sizes and dtypes as the bfloat16 kernels, so the accounting is unchanged."""
+    seen = []
+
+    def fake_kernel(*args, **kwargs):
+        seen.append({t.dtype for t in args if isinstance(t, torch.Tensor)})
+        return args[0] * 2, args[0].sum()
+
+    a = torch.ones(4, 4, dtype=torch.bfloat16)
+    out = memory_estimate._in_fp32(fake_kernel, (a, torch.ones(4, 4, dtype=torch.bfloat16), 3), {})
+    assert seen == [{torch.float32}] and all(t.dtype == torch.bfloat16 for t in out)
+
+    routed = []
+    in_fp32 = memory_estimate._in_fp32
+    monkeypatch.setattr(memory_estimate, '_in_fp32', lambda func, *a: routed.append(func.name()) or in_fp32(func, *a))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GELU(), torch.nn.Flatten(), torch.nn.Linear(1568, 4))
+    x = torch.randn(2, 3, 16, 16)
+    runs = {}
+    for compute_in_fp32 in (False, True):
+        net.zero_grad(set_to_none=True)
+        with StorageTracker() as tracker, cuda_autocast(True):
+            tracker.compute_in_fp32 = compute_in_fp32
+            out = net(x)
+            out.float().sum().backward()
+        runs[compute_in_fp32] = (tracker.peak, out.dtype, net[0].weight.grad.clone())
+    assert {'aten::convolution', 'aten::convolution_backward', 'aten::addmm', 'aten::mm'} <= set(routed)
+    assert runs[True][:2] == runs[False][:2] and runs[True][1] == torch.bfloat16
+    assert torch.allclose(runs[True][2], runs[False][2], rtol=0.02, atol=0.02)
+
+
 def test_mmcv_cpu_ops_take_half_precision_inputs():
     from mmcv.ops import nms, roi_align
     feats = torch.rand(1, 4, 16, 16, dtype=torch.bfloat16, requires_grad=True)
@@ -123,6 +156,10 @@ def test_estimate_mode_end_to_end(tmp_path):
     # AdamW: parameters plus two moments at least; the step adds gradients and activations on top.
     assert result['static_gib'] >= 3 * result['params_gib'] > 0
     assert result['estimated_peak_gib'] > result['static_gib'] + result['grads_gib']
+    # its parts: the tensors, what the allocator's blocks hold beyond them, the cuBLAS workspaces (2 x 32 MiB)
+    assert result['estimated_peak_gib'] == pytest.approx(
+        result['tensors_at_peak_gib'] + result['allocator_rounding_gib'] + result['cublas_workspaces_gib'])
+    assert result['cublas_workspaces_gib'] == 1 / 16 and result['reserved_gib'] >= result['estimated_peak_gib']
     assert result['half_precision_at_peak_gib'] > 0 or result['peak_phase'] == 'optimizer'
 
 
