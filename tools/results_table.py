@@ -2,8 +2,10 @@
 
 Reads every ``benchmark_memory.json`` (the folder it sits in names the setting: ``memory_default``,
 ``memory_fastest``, ``memory_leanest``) and ``benchmark_backbone.json`` under FOLDER, and prints markdown naming the
-device, torch and CUDA: the detector table, the backbone table and the targets of issue 9 as measured ratios. The
-markdown is also written to FOLDER/RESULTS.md.
+device, torch and CUDA: the detector table, ConvNeXt against Swin size by size (configs named ``convnext_*`` and
+``swin_*``), the backbone table and the targets of issue 9 as measured ratios. The markdown is also written to
+FOLDER/RESULTS.md. CPU estimates (``benchmark_memory.py --estimate``) are tabled as such: estimated GPU memory, no
+step times (tools/estimate_memory_table.sh).
 
     python tools/results_table.py work_dirs/gpu_check
 """
@@ -32,8 +34,9 @@ def load(folder: Path):
 
 
 def memory_gib(result: dict):
-    if 'train_peak_allocated_gib' in result:
-        return result['train_peak_allocated_gib']
+    for key in ('train_peak_allocated_gib', 'estimated_peak_gib'):
+        if key in result:
+            return result[key]
     return result['peak_rss_mib'] / 1024 if 'peak_rss_mib' in result else None
 
 
@@ -48,23 +51,49 @@ def target_line(text: str, value, limit: float, at_least: bool) -> str:
     return f'| {text} | {value:.3f} | {"≥" if at_least else "≤"} {limit} | {"met" if met else "MISSED"} |'
 
 
+def versus_swin(lookup: dict, settings: list) -> list:
+    """ConvNeXt against Swin of the same size (``convnext_X`` against ``swin_X``) at each setting, as ratios to Swin's
+    default: the memory comparison the paper makes, and what the leaner settings buy."""
+    pairs = sorted({name for name, _ in lookup if name.startswith('convnext_')
+                    and (name.replace('convnext_', 'swin_', 1), 'default') in lookup})
+    if not pairs:
+        return []
+    lines = ['', '| size | ' + ' | '.join(f'ConvNeXt {s} | Swin {s}' for s in settings)
+             + ' | ' + ' | '.join(f'ConvNeXt {s} / Swin default' for s in settings) + ' |',
+             '|---|' + '---|---|' * len(settings) + '---|' * len(settings)]
+    for name in pairs:
+        swin = name.replace('convnext_', 'swin_', 1)
+        base = memory_gib(lookup[swin, 'default'])
+        ours = [memory_gib(lookup.get((name, s), {})) for s in settings]
+        cells = [f'{fmt(o)} | {fmt(memory_gib(lookup.get((swin, s), {})))}' for o, s in zip(ours, settings)]
+        ratios = [fmt(None if o is None or not base else o / base) for o in ours]
+        lines.append(f"| {name.removeprefix('convnext_')} | " + ' | '.join(cells + ratios) + ' |')
+    return lines
+
+
 def markdown(memory: dict, backbone) -> str:
     first = next(iter(memory.values()), backbone)
     cuda = f", CUDA {first['cuda']}" if first.get('cuda') else ''
     lines = [f"Measured on {first.get('device_name', '?')}, torch {first.get('torch', '?')}{cuda}, "
              f"mmdet {first.get('mmdet', '?')}, mmcv {first.get('mmcv', '?')}."]
     gpu = first.get('device') == 'cuda'
-    if not gpu:
+    estimate = first.get('memory_metric') == 'estimated_gpu_peak_allocated'
+    if estimate:
+        lines.append('CPU ESTIMATE of the peak GPU memory allocated by a training step (tools/benchmark_memory.py '
+                     '--estimate); no step times.')
+    elif not gpu:
         lines.append('CPU RUN: memory is the peak RSS of each process, not GPU memory; the targets need a GPU run.')
     lookup = {}
     if memory:
-        lines += ['', '| config | setting | precision | params (M) | train peak '
-                  f"{'alloc' if gpu else 'RSS'} (GiB) | train step (s) |", '|---|---|---|---|---|---|']
+        kind = 'estimated alloc' if estimate else 'alloc' if gpu else 'RSS'
+        lines += ['', f'| config | setting | precision | params (M) | train peak {kind} (GiB) | train step (s) |',
+                  '|---|---|---|---|---|---|']
         for setting, payload in memory.items():
             for r in payload['results']:
                 lookup[r['name'], setting] = r
                 lines.append(f"| {r['name']} | {setting} | {r.get('precision', '-')} | {fmt(r.get('params_m'), '.1f')} "
                              f"| {fmt(memory_gib(r))} | {fmt(r.get('step_median_s'), '.4f')} |")
+    lines += versus_swin(lookup, list(memory))
     impls = {}
     if backbone:
         s = backbone['settings']

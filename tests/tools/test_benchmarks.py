@@ -199,6 +199,28 @@ def test_synthetic_batches_train_every_head(config, losses, monkeypatch):
         assert torch.isfinite(log_vars[loss]), loss
 
 
+def test_results_table_sets_convnext_against_swin_and_labels_estimates(tmp_path):
+    """Estimates are tabled as estimated GPU memory, and each ConvNeXt config against the Swin of its size at every
+    setting, as ratios to Swin's default."""
+    peaks = {'default': {'convnext_b_3x': 8.0, 'swin_b_3x': 10.0, 'convnext_t_3x': 5.0},
+             'leanest': {'convnext_b_3x': 4.0, 'swin_b_3x': 9.0, 'convnext_t_3x': 3.0}}
+    for setting, configs in peaks.items():
+        folder = tmp_path / f'memory_{setting}'
+        folder.mkdir()
+        results = [dict(name=name, status='ok', precision='amp (half-precision sizes)', params_m=1.0,
+                        estimated_peak_gib=gib) for name, gib in configs.items()]
+        (folder / 'benchmark_memory.json').write_text(json.dumps(dict(
+            tool='benchmark_memory', memory_metric='estimated_gpu_peak_allocated', device='cpu', torch='x',
+            device_name='cpu', results=results)))
+    proc = run_tool('results_table', str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert 'CPU ESTIMATE' in proc.stdout and 'train peak estimated alloc (GiB)' in proc.stdout
+    assert ('| size | ConvNeXt default | Swin default | ConvNeXt leanest | Swin leanest | ConvNeXt default / Swin '
+            'default | ConvNeXt leanest / Swin default |') in proc.stdout
+    assert '| b_3x | 8.000 | 10.000 | 4.000 | 9.000 | 0.800 | 0.400 |' in proc.stdout
+    assert '| t_3x |' not in proc.stdout, 'no Swin-T to set ConvNeXt-T against'
+
+
 def test_results_table_from_a_tiny_cpu_run(memory_run, tmp_path):
     """tools/results_table.py reads the folder layout of tools/gpu_check.sh: memory_<setting>/ and backbone/."""
     import shutil
