@@ -16,8 +16,8 @@ import sys
 from mmengine.dist import is_main_process
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner, check_data,
-                                         end_distributed, load_config, require_checkpoint)
+from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner,
+                                                 check_data, end_distributed, load_config, require_checkpoint)
 from convnext_dense.tooling.test_outputs import draw_predictions, per_class_tables
 from convnext_dense.tooling.test_time_aug import enable_tta
 

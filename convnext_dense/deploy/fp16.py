@@ -4,10 +4,11 @@
 over a feature map overflows fp16), RoiAlign and NonMaxSuppression (box coordinates and score ties) and the residual
 additions, inserting Casts where the precisions meet. The residual stream of a trained ConvNeXt grows to magnitudes
 where fp16's step is coarse, and each block adds a small layer-scaled update to it: in fp16 those updates are rounded
-away (the demo Mask R-CNN's scores moved by 0.02 against fp32; 3e-4 with the stream in fp32). The arithmetic of the export module around the layers (box decoding, mask pasting, the
-final resize) stays fp32. Shape arithmetic, constants feeding it and the graph's inputs and outputs
-stay as exported (float32), so a converted graph is used exactly like the fp32 one. Which inputs of an op follow its
-data's type comes from the op's ONNX schema (Resize's ``scales`` stay float32, a Conv's weights become fp16).
+away (the demo Mask R-CNN's scores moved by 0.02 against fp32; 3e-4 with the stream in fp32). The arithmetic of the
+export module around the layers (box decoding, mask pasting, the final resize) stays fp32. Shape arithmetic, constants
+feeding it and the graph's inputs and outputs stay as exported (float32), so a converted graph is used exactly like
+the fp32 one. Which inputs of an op follow its data's type comes from the op's ONNX schema (Resize's ``scales`` stay
+float32, a Conv's weights become fp16).
 
 ONNX Runtime's CPU kernels compute most fp16 ops in fp32, so a CPU cannot show an overflow that a GPU would hit.
 :func:`probe_range` therefore runs the fp32 graph and reports the largest magnitude that each LayerNorm and GRN input,
