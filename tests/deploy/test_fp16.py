@@ -1,5 +1,6 @@
 """--fp16 graphs: LayerNormalization, GRN and the residual stream stay fp32, the rest computes in fp16 within the
-stated tolerance of the fp32 graph at any size; the range probe measures what a GPU's fp16 would have to hold, and finds an overflow."""
+stated tolerance of the fp32 graph at any size; the range probe measures what a GPU's fp16 would have to hold, and
+finds an overflow."""
 import re
 
 import numpy as np
