@@ -131,12 +131,13 @@ class StorageTracker(TorchDispatchMode):
 
 
 class CudaFp32Policy(TorchFunctionMode):
-    """Under CPU autocast, run in float32 what CUDA autocast runs in float32 (see CUDA_FP32, CUDA_FP32_OUTPUT)."""
+    """Under CPU autocast, run in float32 what CUDA autocast runs in float32 (see CUDA_FP32, CUDA_FP32_OUTPUT).
+    Only while autocast is on: it is off in backward, except where activation checkpointing recomputes a forward."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, '__name__', '')
-        if name in CUDA_FP32 or name in CUDA_FP32_OUTPUT:
+        if (name in CUDA_FP32 or name in CUDA_FP32_OUTPUT) and torch.is_autocast_enabled('cpu'):
             tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             if any(t.dtype in HALF for t in tensors):
                 if name in CUDA_FP32:
@@ -155,6 +156,28 @@ def cuda_autocast(enabled: bool):
         return
     with torch.autocast('cpu', dtype=torch.bfloat16), CudaFp32Policy():
         yield
+
+
+@contextlib.contextmanager
+def policy_in_recomputation():
+    """Activation checkpointing (``with_cp``) recomputes a block's forward during backward under the forward's
+    autocast, but outside torch-function modes: without :class:`CudaFp32Policy` there, a LayerNorm recomputes in
+    half precision, and PyTorch refuses the mismatch. Non-reentrant checkpoints take the policy through their
+    ``context_fn``; reentrant ones (mmdet's Swin) offer no hook, so their recomputation keeps CPU autocast's dtypes
+    (its transient tensors, not what the forward saved)."""
+    import torch.utils.checkpoint as checkpointing
+    original = checkpointing.checkpoint
+
+    def checkpoint(function, *args, use_reentrant=None, **kwargs):
+        if use_reentrant is False and 'context_fn' not in kwargs:
+            kwargs['context_fn'] = lambda: (contextlib.nullcontext(), CudaFp32Policy())
+        return original(function, *args, use_reentrant=use_reentrant, **kwargs)
+
+    checkpointing.checkpoint = checkpoint
+    try:
+        yield
+    finally:
+        checkpointing.checkpoint = original
 
 
 def _fp32_call(function):
@@ -260,7 +283,7 @@ def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Option
     synthetic batch; return the predicted steady-state peak of allocated GPU memory and its parts, in bytes."""
     torch.manual_seed(seed)
     tracker = StorageTracker()
-    with tracker, mmcv_ops_in_fp32():
+    with tracker, mmcv_ops_in_fp32(), policy_in_recomputation():
         model = common.build_model(cfg, torch.device('cpu')).train()
         optim_wrapper, amp = build_emulated_optim_wrapper(cfg, model, tracker, amp)
         batch = common.synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))

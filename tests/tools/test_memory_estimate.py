@@ -112,6 +112,20 @@ def test_convolutions_compute_in_fp32_and_return_what_the_half_kernel_returns(mo
     assert torch.allclose(runs[True][2], runs[False][2], rtol=0.02, atol=0.02)
 
 
+def test_activation_checkpointing_recomputes_under_cudas_autocast_policy():
+    """with_cp recomputes each block in backward: LayerNorm must come out in float32 there as in the forward (PyTorch
+    refuses a recomputation whose dtypes differ), and the blocks' activations are no longer held."""
+    from convnext_dense.tooling.benchmark import load_config
+    from convnext_dense.tooling.memory_estimate import estimate_peak
+    peaks = {}
+    for with_cp in (False, True):
+        cfg = load_config(str(ROOT / 'tests/data/bench_mask_rcnn_convnext_atto.py'), {'model.backbone.with_cp': with_cp})
+        estimate = estimate_peak(cfg, 2, (256, 320))
+        assert estimate['amp'], 'the config asks for AMP: the policy is in play'
+        peaks[with_cp] = estimate['tensors_at_peak_bytes']
+    assert peaks[True] < 0.8 * peaks[False]
+
+
 def test_mmcv_cpu_ops_take_half_precision_inputs():
     from mmcv.ops import nms, roi_align
     feats = torch.rand(1, 4, 16, 16, dtype=torch.bfloat16, requires_grad=True)
