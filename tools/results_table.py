@@ -54,8 +54,8 @@ def target_line(text: str, value, limit: float, at_least: bool) -> str:
 def versus_swin(lookup: dict, settings: list) -> list:
     """ConvNeXt against Swin of the same size (``convnext_X`` against ``swin_X``) at each setting, as ratios to Swin's
     default: the memory comparison the paper makes, and what the leaner settings buy."""
-    pairs = sorted({name for name, _ in lookup if name.startswith('convnext_')
-                    and (name.replace('convnext_', 'swin_', 1), 'default') in lookup})
+    pairs = list(dict.fromkeys(name for name, _ in lookup if name.startswith('convnext_')
+                               and (name.replace('convnext_', 'swin_', 1), 'default') in lookup))
     if not pairs:
         return []
     lines = ['', '| size | ' + ' | '.join(f'ConvNeXt {s} | Swin {s}' for s in settings)
