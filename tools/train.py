@@ -62,8 +62,9 @@ def main():
     args = parse_args()
     try:
         cfg, notes = setup(args)
-        runner = build_runner(cfg, notes, new_classes=True)  # fine-tuning: load_from may be for other classes
-        runner.train()  # --resume picks its checkpoint as training starts: ResumeError when none is intact
+        # fine-tuning: load_from may be for other classes; --resume picks its checkpoint as training starts
+        # (ResumeError when none is intact); no reference to the runner outlives the run (see end_distributed)
+        build_runner(cfg, notes, new_classes=True).train()
     except (SetupError, ResumeError) as exc:
         sys.exit(f'error: {exc}')
     end_distributed()

@@ -186,11 +186,15 @@ def build_runner(cfg: Config, notes: Sequence[str], new_classes: bool = False):
 
 
 def end_distributed():
-    """Destroy the process group of a distributed run before the interpreter exits: left to the exit's teardown, its
-    gloo threads can be destroyed while still joinable, and a rank aborts ('terminate called without an active
-    exception') after the run succeeded."""
+    """Free a distributed run's process group while the interpreter is whole, after the run succeeded: left to the
+    exit's teardown, gloo's worker threads still hold work with Python references and a rank aborts ('terminate
+    called without an active exception'). The runner's reference cycles (its DDP model holds the group) are collected
+    first; call this with no runner referenced."""
+    import gc
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
         torch.distributed.destroy_process_group()
+        gc.collect()
 
 
 def _trained_model_loader(runner, new_classes: bool):
