@@ -149,8 +149,9 @@ def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = Fal
     fp32_graph, fp32_nodes = proto, []
     if fp16:
         from .fp16 import FP32_OPS, plan_fp16, to_fp16
-        fp32_nodes = plan_fp16(proto).fp32_nodes
-        proto = to_fp16(proto)
+        plan = plan_fp16(proto)
+        fp32_nodes = plan.fp32_nodes
+        proto = to_fp16(proto, plan=plan)
         check_graph(proto, layer_norms)
         precision = (f'fp16 ({", ".join(FP32_OPS)}, ConvNeXt V2 GRN, the residual additions and the arithmetic '
                      'outside the layers in fp32)')

@@ -17,7 +17,7 @@ and each tensor the fp16 graph keeps in fp16, reaches, against fp16's largest fi
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -105,14 +105,16 @@ def plan_fp16(model_proto, fp32_ops: Sequence[str] = FP32_OPS, fp32_scopes: Sequ
     return plan
 
 
-def to_fp16(model_proto, fp32_ops: Sequence[str] = FP32_OPS, fp32_scopes: Sequence[str] = FP32_SCOPES):
-    """A copy of ``model_proto`` computing in fp16 but for ``fp32_ops`` and the nodes named in ``fp32_scopes``."""
+def to_fp16(model_proto, fp32_ops: Sequence[str] = FP32_OPS, fp32_scopes: Sequence[str] = FP32_SCOPES,
+            plan: Optional[Plan] = None):
+    """A copy of ``model_proto`` computing in fp16 but for ``fp32_ops`` and the nodes named in ``fp32_scopes``;
+    ``plan``: :func:`plan_fp16`'s for the same graph and arguments, when the caller already made it."""
     onnx = require('onnx')
     from onnx import helper, numpy_helper
     FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     model = onnx.ModelProto()
     model.CopyFrom(model_proto)
-    plan = plan_fp16(model, fp32_ops, fp32_scopes)
+    plan = plan or plan_fp16(model, fp32_ops, fp32_scopes)
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     half_initializers: Dict[str, str] = {}
