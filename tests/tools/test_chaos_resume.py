@@ -125,9 +125,15 @@ def test_killed_and_preempted_training_resumes_to_the_weights_of_an_uninterrupte
     assert run.kill() == -signal.SIGKILL
     resumable_checkpoint(work_dir)
 
+    # A fast machine may have been killed while writing epoch_2.pth: the resumed run removes what that left.
+    leftovers = sorted(work_dir.glob('.tmp-*'))
+
     # SIGKILL while the next checkpoint is being written: the one before is still complete and named.
     run = Training(resume, env, tmp_path / 'run2.log')
-    run.wait_for(lambda: list(work_dir.glob('.tmp-epoch_*.pth')), 'a checkpoint write')
+    run.wait_for(lambda: 'Saving checkpoint at' in run.output() and list(work_dir.glob('.tmp-epoch_*.pth')),
+                 'a checkpoint write')
+    for leftover in leftovers:
+        assert f'removing {leftover}, left by a run that stopped while saving' in run.output()
     time.sleep(rng.uniform(0, SLOW_WRITE_S - 0.5))
     assert run.kill() == -signal.SIGKILL
     [partial] = work_dir.glob('.tmp-epoch_*.pth')
