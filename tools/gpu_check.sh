@@ -4,7 +4,8 @@
 #      backbone equals timm's and mmpretrain's on CUDA, channels_last / with_cp / compile match the plain path
 #      (runs beside step 2, which measures memory only: separate processes, separate allocators);
 #   2. leanest settings: Cascade Mask R-CNN T/S/B, ConvNeXt and Swin, with_cp (activation checkpointing), AMP;
-#   3. default settings: the same six configs at the paper's setting (AMP, batch 2, 1333x800), memory and step time;
+#   3. default settings: the same six configs at the paper's setting (AMP, batch 2, 1333x800), memory and step time
+#      (memory steps: one GPU of a distributed run, DDP in a one-process group, as --estimate);
 #   4. ConvNeXt-B with our fastest settings (channels_last + compile);
 #   5. the ConvNeXt-B backbone forward+backward in bf16: ours vs mmpretrain eager vs timm channels_last + compiled;
 #   6. tools/results_table.py: the README results table (device, torch, CUDA, target ratios) from the JSON.

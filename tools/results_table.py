@@ -5,7 +5,8 @@ Reads every ``benchmark_memory.json`` (the folder it sits in names the setting: 
 device, torch and CUDA: the detector table, ConvNeXt against Swin size by size (configs named ``convnext_*`` and
 ``swin_*``), the backbone table and the targets of issue 9 as measured ratios. The markdown is also written to
 FOLDER/RESULTS.md. CPU estimates (``benchmark_memory.py --estimate``) are tabled as such: estimated GPU memory, no
-step times (tools/estimate_memory_table.sh).
+step times; CPU step times in ``cpu_steps_<setting>`` folders give what each setting costs as a ratio to the default
+(tools/estimate_memory_table.sh).
 
     python tools/results_table.py work_dirs/gpu_check
 """
@@ -17,20 +18,23 @@ from pathlib import Path
 # The targets of issue 9, as ratios measured in one run.
 BACKBONE_SPEEDUP = 2.5
 FASTEST_TIME, FASTEST_MEMORY, LEANEST_MEMORY = 0.75, 0.9, 0.5
+CPU_STEPS = 'cpu_steps_'  # folders of CPU step times per setting (tools/estimate_memory_table.sh)
 
 
 def load(folder: Path):
-    memory, backbone = {}, None
+    memory, backbone, cpu_steps = {}, None, {}
     for path in sorted(folder.rglob('benchmark_*.json')):
         payload = json.loads(path.read_text())
-        if payload.get('tool') == 'benchmark_memory':
+        if payload.get('tool') == 'benchmark_memory' and path.parent.name.startswith(CPU_STEPS):
+            cpu_steps[path.parent.name.removeprefix(CPU_STEPS)] = payload
+        elif payload.get('tool') == 'benchmark_memory':
             memory[path.parent.name.removeprefix('memory_')] = payload
         elif payload.get('tool') == 'benchmark_backbone':
             backbone = payload
     if not memory and backbone is None:
         raise SystemExit(f'error: no benchmark_memory.json or benchmark_backbone.json under {folder}; '
                          'run tools/gpu_check.sh (or the benchmark tools with --out-dir inside it) first')
-    return memory, backbone
+    return memory, backbone, cpu_steps
 
 
 def memory_gib(result: dict):
@@ -71,7 +75,28 @@ def versus_swin(lookup: dict, settings: list) -> list:
     return lines
 
 
-def markdown(memory: dict, backbone) -> str:
+def step_cost(cpu_steps: dict) -> list:
+    """Each config's CPU step time at each setting and as a ratio to its default: what the leaner settings cost."""
+    if 'default' not in cpu_steps:
+        return []
+    settings = [s for s in cpu_steps if s != 'default']
+    times = {(r['name'], s): r.get('step_median_s') for s, p in cpu_steps.items() for r in p['results']}
+    first = cpu_steps['default']['results'][0]
+    where = f"{first.get('precision', '?')}, {first.get('env', {}).get('device_name', '?')}"
+    lines = ['', f'Training step time on the CPU ({where}, tools/benchmark_memory.py --device cpu), the cost of each '
+             'setting as a ratio to the default:', '',
+             '| config | default (s) | ' + ' | '.join(f'{s} (s) | {s} / default' for s in settings) + ' |',
+             '|---|---|' + '---|---|' * len(settings)]
+    for r in cpu_steps['default']['results']:
+        default = times[r['name'], 'default']
+        cells = [f"{fmt(times.get((r['name'], s)), '.2f')} | "
+                 f"{fmt(times.get((r['name'], s)) / default if times.get((r['name'], s)) and default else None)}"
+                 for s in settings]
+        lines.append(f"| {r['name']} | {fmt(default, '.2f')} | " + ' | '.join(cells) + ' |')
+    return lines
+
+
+def markdown(memory: dict, backbone, cpu_steps: dict) -> str:
     first = next(iter(memory.values()), backbone)
     cuda = f", CUDA {first['cuda']}" if first.get('cuda') else ''
     lines = [f"Measured on {first.get('device_name', '?')}, torch {first.get('torch', '?')}{cuda}, "
@@ -94,6 +119,7 @@ def markdown(memory: dict, backbone) -> str:
                 lines.append(f"| {r['name']} | {setting} | {r.get('precision', '-')} | {fmt(r.get('params_m'), '.1f')} "
                              f"| {fmt(memory_gib(r))} | {fmt(r.get('step_median_s'), '.4f')} |")
     lines += versus_swin(lookup, list(memory))
+    lines += step_cost(cpu_steps)
     impls = {}
     if backbone:
         s = backbone['settings']

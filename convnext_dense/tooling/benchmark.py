@@ -4,7 +4,9 @@ Every config is measured in its own process (:func:`run_isolated`) so that peak-
 compile caches of one model never leak into the next one's numbers.
 """
 import argparse
+import contextlib
 import copy
+import gc
 import json
 import platform
 import resource
@@ -107,6 +109,53 @@ def build_model(cfg, device: torch.device) -> torch.nn.Module:
     model = MODELS.build(cfg.model)
     model.init_weights()
     return revert_sync_batchnorm(model).to(device)
+
+
+LAUNCHERS = ('pytorch', 'none')  # as tools/train.py's --launcher: distributed (DDP on each GPU) or one process
+
+
+@contextlib.contextmanager
+def process_group_for(launcher: str, device: torch.device):
+    """For ``launcher='pytorch'``, a process group of this one process (unless one exists), destroyed on exit; drop
+    the models wrapped in it first."""
+    dist = torch.distributed
+    created = launcher == 'pytorch' and not dist.is_initialized()
+    if created:
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', store=dist.HashStore(), rank=0,
+                                world_size=1)
+    try:
+        yield
+    finally:
+        if created:
+            gc.collect()  # a DDP model in a reference cycle still holds the group
+            dist.destroy_process_group()
+
+
+def wrap_as_launched(cfg, model: torch.nn.Module, launcher: str, device: torch.device) -> torch.nn.Module:
+    """``model`` as mmengine's Runner wraps it for ``launcher``: with ``pytorch``, in the config's
+    ``model_wrapper_cfg`` or the Runner's default ``MMDistributedDataParallel``, in a one-process group. DDP's gradient
+    buckets are part of every GPU's training memory: one more copy of the trainable parameters' gradients, unless
+    ``model_wrapper_cfg`` sets ``gradient_as_bucket_view=True``."""
+    if launcher == 'none':
+        return model
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel
+    if not torch.distributed.is_initialized():
+        raise RuntimeError('wrap_as_launched(launcher="pytorch") needs a process group: call it within '
+                           'process_group_for(launcher, device)')
+    device_ids = [device.index or 0] if device.type == 'cuda' else None
+    wrapper_cfg = copy.deepcopy(cfg.get('model_wrapper_cfg'))
+    if wrapper_cfg is None:  # mmengine's Runner.wrap_model
+        return MMDistributedDataParallel(module=model, device_ids=device_ids, broadcast_buffers=False,
+                                         find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_cfg.setdefault('type', 'MMDistributedDataParallel')
+    wrapper_type = wrapper_cfg['type']
+    wrapper_type = MODEL_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
+    default_args = dict(module=model)
+    if issubclass(wrapper_type, DistributedDataParallel):
+        default_args['device_ids'] = device_ids
+    return MODEL_WRAPPERS.build(wrapper_cfg, default_args=default_args)
 
 
 def build_backbone(cfg, device: torch.device) -> torch.nn.Module:

@@ -3,14 +3,16 @@
 Source: ../shared/ANCHORS.md, "Measured here": one H100, torch 2.11, OneDL mmdet 3.5.1, AMP fp16, batch 2, 800x1344,
 7 synthetic boxes+masks per image, peak allocated memory of a steady-state training step. The configs are mmdet's own
 (mmpretrain's ConvNeXt; ConvNeXt-B as a delta over mmdet's S config, which mmdet lacks) and mmdet's Swin in the same
-Cascade heads (configs/cascade_rcnn/swin_*_3x.py). Tolerances: each estimate within 10% of its anchor, and each
-ConvNeXt/Swin ratio within 0.03 of the anchors' ratio.
+Cascade heads (configs/cascade_rcnn/swin_*_3x.py). Tolerances: each estimate within 5% of its anchor, and each
+ConvNeXt/Swin ratio within 0.02 of the anchors' ratio. The estimates take the anchors as one GPU of a distributed run
+(DDP's gradient buckets held): the measuring script is not in ANCHORS.md, but without the buckets every estimate
+falls short by about one float32 copy of the parameters (4 bytes each, all seven within 1.1% with them).
 """
 from pathlib import Path
 from typing import Dict, List
 
-MAX_ERROR = 0.10
-MAX_RATIO_ERROR = 0.03
+MAX_ERROR = 0.05
+MAX_RATIO_ERROR = 0.02
 ROOT = Path(__file__).resolve().parents[2]
 MMDET_CASCADE_T = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 MMDET_CASCADE_S = 'mmdet::convnext/cascade-mask-rcnn_convnext-s-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'

@@ -13,13 +13,17 @@ how many RoIs the heads see, so the step really runs, on the CPU, while
   have the dtypes they have on a GPU; the convolutions and matrix products themselves compute in float32 and return
   half precision (:func:`_in_fp32`): the same tensors, at float32 speed on CPUs without native bfloat16;
 - the optimizer is the config's own (constructor, layer decay and all), with ``foreach=True`` as PyTorch picks for
-  CUDA tensors, so its temporaries are those of a GPU step.
+  CUDA tensors, so its temporaries are those of a GPU step;
+- for one GPU of a distributed run (``launcher='pytorch'``, the default, as the recipes train) the model is wrapped as
+  mmengine's Runner wraps it, in a one-process group, so DDP's gradient buckets are recorded like any other tensor:
+  one more copy of the trainable parameters' gradients, for the whole step (or the gradients themselves, with
+  ``model_wrapper_cfg=dict(gradient_as_bucket_view=True)``).
 
 :func:`estimate_peak` then replays the recorded allocations through a model of the CUDA caching allocator
 (:mod:`convnext_dense.tooling.cuda_allocator`): the step twice, the second on the warm cache without the first step's
 optimizer-state births, as the GPU benchmark measures after its warm-up; its peak of allocated blocks is what
 ``torch.cuda.max_memory_allocated`` reports, to which the cuBLAS workspaces are added. Not modelled (the validation
-against H100 measurements shows what they amount to): cuDNN convolution workspaces and CUDA kernels' own temporaries.
+against H100 measurements bounds them at about 1%): cuDNN convolution workspaces and CUDA kernels' own temporaries.
 """
 import contextlib
 import copy
@@ -278,19 +282,27 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(storages.values())
 
 
-def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Optional[bool] = None) -> dict:
-    """Build ``cfg``'s model (random weights) and optimizer under the tracker and run one ``model.train_step`` on a
-    synthetic batch; return the predicted steady-state peak of allocated GPU memory and its parts, in bytes."""
+def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Optional[bool] = None,
+                  launcher: str = 'pytorch') -> dict:
+    """Build ``cfg``'s model (random weights), wrapped as ``launcher`` has mmengine wrap it (see
+    :func:`~convnext_dense.tooling.benchmark.wrap_as_launched`), and optimizer under the tracker and run one
+    ``train_step`` on a synthetic batch; return the predicted steady-state peak of allocated GPU memory of one GPU and
+    its parts, in bytes."""
     torch.manual_seed(seed)
     tracker = StorageTracker()
-    with tracker, mmcv_ops_in_fp32(), policy_in_recomputation():
-        model = common.build_model(cfg, torch.device('cpu')).train()
+    cpu = torch.device('cpu')
+    with tracker, mmcv_ops_in_fp32(), policy_in_recomputation(), common.process_group_for(launcher, cpu):
+        model = common.build_model(cfg, cpu).train()
         optim_wrapper, amp = build_emulated_optim_wrapper(cfg, model, tracker, amp)
+        before_wrapping = tracker.live
+        wrapped = common.wrap_as_launched(cfg, model, launcher, cpu)
+        ddp_buckets = tracker.live - before_wrapping
         batch = common.synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
         tracker.reset_peak()
         static, setup_end = tracker.live, len(tracker.events)
-        model.train_step(batch, optim_wrapper)
+        wrapped.train_step(batch, optim_wrapper)
         step_events = tracker.events[setup_end:]
+        del wrapped
     allocator_peak, reserved = steady_state_peak(tracker.events[:setup_end], step_events)
     params = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters())
     grads = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters() if p.requires_grad)
@@ -302,6 +314,7 @@ def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Option
     else:
         tensors, half, phase = tracker.peak, tracker.peak_half, tracker.peak_phase
     return dict(estimated_peak_bytes=allocator_peak + CUBLAS_WORKSPACES_BYTES, tensors_at_peak_bytes=tensors,
+                ddp_buckets_bytes=ddp_buckets, launcher=launcher,
                 allocator_rounding_bytes=allocator_peak - tensors, cublas_workspaces_bytes=CUBLAS_WORKSPACES_BYTES,
                 reserved_bytes=reserved + CUBLAS_WORKSPACES_BYTES, peak_phase=phase,
                 half_precision_at_peak_bytes=half, amp=amp, params_bytes=params, grads_bytes=grads,

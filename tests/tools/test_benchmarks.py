@@ -73,6 +73,7 @@ def test_memory_benchmark_reports_each_config(memory_run):
     results = check_common(json.loads((out_dir / 'benchmark_memory.json').read_text()), 'benchmark_memory')
     for r in results:
         assert r['backbone_cfg']['with_cp'] is True, '--cfg-options must reach every config'
+        assert r['launcher'] == 'pytorch', 'one GPU of a distributed run by default (DDP in a one-process group)'
         assert r['amp_requested'] is True and r['precision'].startswith('fp32'), 'AMP needs CUDA: CPU runs fp32'
         assert r['input_shape'] == [2, 3, 128, 160]
         assert len(r['step_times_s']) == 2 and all(t > 0 for t in r['step_times_s'])
@@ -219,6 +220,23 @@ def test_results_table_sets_convnext_against_swin_and_labels_estimates(tmp_path)
             'default | ConvNeXt leanest / Swin default |') in proc.stdout
     assert '| b_3x | 8.000 | 10.000 | 4.000 | 9.000 | 0.800 | 0.400 |' in proc.stdout
     assert '| t_3x |' not in proc.stdout, 'no Swin-T to set ConvNeXt-T against'
+    assert 'Training step time on the CPU' not in proc.stdout, 'no CPU step times measured'
+
+    # CPU step times per setting: what the leaner setting costs, as a ratio to the default
+    for setting, seconds in {'default': 20.0, 'leanest': 25.0}.items():
+        folder = tmp_path / f'cpu_steps_{setting}'
+        folder.mkdir()
+        results = [dict(name='convnext_b_3x', status='ok', precision='fp32', step_median_s=seconds,
+                        peak_rss_mib=100.0, env=dict(device_name='CPU x'))]
+        (folder / 'benchmark_memory.json').write_text(json.dumps(dict(
+            tool='benchmark_memory', memory_metric='cpu_peak_rss', device='cpu', torch='x', results=results)))
+    proc = run_tool('results_table', str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert '| size | ConvNeXt default | Swin default | ConvNeXt leanest | Swin leanest |' in proc.stdout, \
+        'CPU step times are not a memory setting'
+    assert 'Training step time on the CPU (fp32, CPU x' in proc.stdout
+    assert '| config | default (s) | leanest (s) | leanest / default |' in proc.stdout
+    assert '| convnext_b_3x | 20.00 | 25.00 | 1.250 |' in proc.stdout
 
 
 def test_results_table_from_a_tiny_cpu_run(memory_run, tmp_path):
