@@ -4,7 +4,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
-version = re.search(r"__version__ = '([^']+)'", (here / 'convnext_dense' / '__init__.py').read_text()).group(1)
+version = re.search(r"__version__ = '([^']+)'", (here / 'convnext_dense' / 'version.py').read_text()).group(1)
 requirements = [line.split('#')[0].strip() for line in (here / 'requirements.txt').read_text().splitlines()]
 
 setup(
@@ -16,7 +16,7 @@ setup(
     packages=find_packages(include=['convnext_dense', 'convnext_dense.*']),
     python_requires='>=3.10',
     install_requires=[r for r in requirements if r],
-    # ONNX export and onnxruntime inference (convnext_dense.deploy, tools/export_onnx.py); never imported by the package.
+    # ONNX export and onnxruntime inference (convnext_dense.deploy, tools/deployment/export_onnx.py); never imported by the package.
     extras_require={'deploy': ['onnx>=1.15', 'onnxruntime>=1.17']},
     license='Apache-2.0',
 )

@@ -25,9 +25,10 @@ from .patches import apply as _apply_patches
 from .datasets.transforms import BadSampleError, GuardedLoad
 from .engine.hooks import CheckFiniteLossHook, PreemptionHook, ReproducibleResumeHook, SafeCheckpointHook
 from .engine.optimizers import LearningRateDecayOptimizerConstructor
-from .models import CheckpointError, ConvNeXt, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
+from .checkpoint import CheckpointError, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
+from .models import ConvNeXt
+from .version import __version__
 
-__version__ = '0.1.0'
 __all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad',
            'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'PreemptionHook',
            'ReproducibleResumeHook', 'SafeCheckpointHook', 'load_checkpoint', 'load_pretrained']

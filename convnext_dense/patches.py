@@ -1,7 +1,7 @@
 """Every process-wide change that ``import convnext_dense`` makes, in one place, each adapted to the mmengine present.
 
 1. mmengine's own checkpoint reads (``--resume``, ``load_from``, tools/test.py, ``Pretrained`` inits of local files) go
-   through :func:`convnext_dense.models.checkpoint.safe_load` with ``weights_only=True``. OneDL mmengine falls back to
+   through :func:`convnext_dense.checkpoint.backbone.safe_load` with ``weights_only=True``. OneDL mmengine falls back to
    ``weights_only=False`` (unpickling that can run code) with only a warning when a file holds more than tensors;
    official mmengine 0.10.7 calls ``torch.load`` with torch's default, which on torch >= 2.6 refuses mmengine's own
    checkpoints (their message-hub buffers), so ``--resume`` fails there. Here both read weights-only, allowing exactly
@@ -25,7 +25,7 @@ from mmengine.config import config as mmengine_config
 from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
-from .models.checkpoint import safe_load
+from .checkpoint.reading import safe_load
 
 UNSAFE_LOAD_ENV = 'CONVNEXT_DENSE_UNSAFE_LOAD'
 HOW_TO_ALLOW = (f'load it with `--unsafe-load` (tools/train.py, tools/test.py) or with {UNSAFE_LOAD_ENV}=1 in the '

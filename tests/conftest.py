@@ -48,8 +48,8 @@ def save(tmp_path):
 
 
 def write_demo_data(out: Path, num_train: int = 6, num_val: int = 2) -> Path:
-    """A small synthetic data set (tools/make_demo_data.py) under ``out``."""
-    subprocess.run([sys.executable, str(REPO / 'tools/make_demo_data.py'), '--out', str(out), '--num-train',
+    """A small synthetic data set (tools/misc/make_demo_data.py) under ``out``."""
+    subprocess.run([sys.executable, str(REPO / 'tools/misc/make_demo_data.py'), '--out', str(out), '--num-train',
                     str(num_train), '--num-val', str(num_val)], check=True, capture_output=True)
     return out
 

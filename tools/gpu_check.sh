@@ -8,7 +8,7 @@
 #      (memory steps: one GPU of a distributed run, DDP in a one-process group, as --estimate);
 #   4. ConvNeXt-B with our fastest settings (channels_last + compile);
 #   5. the ConvNeXt-B backbone forward+backward in bf16: ours vs mmpretrain eager vs timm channels_last + compiled;
-#   6. tools/results_table.py: the README results table (device, torch, CUDA, target ratios) from the JSON.
+#   6. tools/analysis_tools/results_table.py: the README results table (device, torch, CUDA, target ratios) from the JSON.
 # Each step has its own time limit and a failed step does not stop the others: what was measured is kept. Everything
 # goes to OUT (default work_dirs/gpu_check), with one log per step and steps.txt (step, exit status, seconds).
 # Exits 2 without CUDA, 1 when a step failed.
@@ -25,7 +25,7 @@ if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
 fi
 if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     echo "gpu_check: torch sees no CUDA device; this check needs a GPU machine with the stack installed." >&2
-    echo "  On a CPU, compare memory with tools/benchmark_memory.py --estimate CONFIG... instead." >&2
+    echo "  On a CPU, compare memory with tools/analysis_tools/benchmark_memory.py --estimate CONFIG... instead." >&2
     exit 2
 fi
 mkdir -p "$OUT"
@@ -64,20 +64,20 @@ step() {
 CASCADE=(configs/cascade_rcnn/{convnext,swin}_{t,s,b}_3x.py)
 [ -n "${SKIP_TESTS:-}" ] || step gpu_tests 240 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/gpu --junitxml="$OUT/pytest_gpu.xml" &
 tests=$!
-step memory_leanest 240 "$PYTHON" tools/benchmark_memory.py "${CASCADE[@]}" --iters 4 --warmup 2 --device cuda \
+step memory_leanest 240 "$PYTHON" tools/analysis_tools/benchmark_memory.py "${CASCADE[@]}" --iters 4 --warmup 2 --device cuda \
     --out-dir "$OUT/memory_leanest" --cfg-options model.backbone.with_cp=True || failed=1
 wait "$tests" || failed=1
 
 MEMORY=(--iters "$ITERS" --warmup "$WARMUP" --device cuda)
-step memory_default 240 "$PYTHON" tools/benchmark_memory.py "${CASCADE[@]}" "${MEMORY[@]}" \
+step memory_default 240 "$PYTHON" tools/analysis_tools/benchmark_memory.py "${CASCADE[@]}" "${MEMORY[@]}" \
     --out-dir "$OUT/memory_default" || failed=1
-step backbone 180 "$PYTHON" tools/benchmark_backbone.py --arch base --amp bf16 --iters "$ITERS" --warmup "$WARMUP" \
+step backbone 180 "$PYTHON" tools/analysis_tools/benchmark_backbone.py --arch base --amp bf16 --iters "$ITERS" --warmup "$WARMUP" \
     --device cuda --out-dir "$OUT/backbone" || failed=1
-step memory_fastest 180 "$PYTHON" tools/benchmark_memory.py configs/cascade_rcnn/convnext_b_3x.py "${MEMORY[@]}" \
+step memory_fastest 180 "$PYTHON" tools/analysis_tools/benchmark_memory.py configs/cascade_rcnn/convnext_b_3x.py "${MEMORY[@]}" \
     --out-dir "$OUT/memory_fastest" --cfg-options model.backbone.channels_last=True model.backbone.compile=True \
     || failed=1
 
 deadline=$(( SECONDS + 60 ))  # the table of whatever was measured, whatever the budget
-step results_table 60 "$PYTHON" tools/results_table.py "$OUT" || failed=1
+step results_table 60 "$PYTHON" tools/analysis_tools/results_table.py "$OUT" || failed=1
 cat "$OUT/RESULTS.md" 2>/dev/null
 exit "$failed"

@@ -2,8 +2,8 @@
 # The end-to-end demo, on a CPU and with no downloads: write the synthetic data set under ./data/demo (if absent),
 # train Mask R-CNN with a ConvNeXt-atto backbone on it, evaluate the last checkpoint with tools/test.py (box and mask
 # AP), then the same for UperNet (mIoU). The models start from random weights. At the end it draws pictures and
-# prints their paths: both models' predictions on a few validation images (tools/image_demo.py), the training curves
-# (tools/plot_curves.py) and the backbone's four output maps for one image (tools/vis_features.py). While a model
+# prints their paths: both models' predictions on a few validation images (tools/misc/image_demo.py), the training curves
+# (tools/analysis_tools/plot_curves.py) and the backbone's four output maps for one image (tools/analysis_tools/vis_features.py). While a model
 # trains it shows mmengine's progress lines (epoch / iteration, ETA, losses); the full logs are in WORK_DIR/*.log.
 #
 #   tools/run_demo.sh [WORK_DIR]                 # default ./work_dirs/demo
@@ -21,7 +21,7 @@ SEG_ITERS=${SEG_ITERS:-200}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 if [ ! -f data/demo/coco/annotations/instances_val2017.json ] || [ ! -d data/demo/ade/ADEChallengeData2016 ]; then
-  "$PYTHON" "$REPO/tools/make_demo_data.py" --out data/demo
+  "$PYTHON" "$REPO/tools/misc/make_demo_data.py" --out data/demo
 fi
 
 # progress: mmengine's training and validation lines without the learning rates, timings and memory, fields two
@@ -90,17 +90,17 @@ pictures() {
 NUM_PICTURES=4
 det_images=(data/demo/coco/val2017/*.jpg)
 echo "== pictures: predictions on $NUM_PICTURES validation images, training curves, backbone outputs"
-pictures mask_rcnn.pictures image_demo.py "$REPO/configs/demo/mask_rcnn_convnext_atto_demo.py" \
+pictures mask_rcnn.pictures misc/image_demo.py "$REPO/configs/demo/mask_rcnn_convnext_atto_demo.py" \
   "$(cat "$WORK_DIR/mask_rcnn/last_checkpoint")" "${det_images[@]:0:NUM_PICTURES}" \
   --out-dir "$WORK_DIR/mask_rcnn/pictures"
 curve_dirs=("$WORK_DIR/mask_rcnn")
 if [ -z "${SKIP_UPERNET:-}" ]; then
   seg_images=(data/demo/ade/ADEChallengeData2016/images/validation/*.jpg)
-  pictures upernet.pictures image_demo.py "$REPO/configs/demo/upernet_convnext_atto_demo.py" \
+  pictures upernet.pictures misc/image_demo.py "$REPO/configs/demo/upernet_convnext_atto_demo.py" \
     "$(cat "$WORK_DIR/upernet/last_checkpoint")" "${seg_images[@]:0:NUM_PICTURES}" \
     --out-dir "$WORK_DIR/upernet/pictures"
   curve_dirs+=("$WORK_DIR/upernet")
 fi
-pictures curves plot_curves.py "${curve_dirs[@]}" --out "$WORK_DIR/curves.png"
-pictures features vis_features.py "$REPO/configs/demo/mask_rcnn_convnext_atto_demo.py" "${det_images[0]}" \
+pictures curves analysis_tools/plot_curves.py "${curve_dirs[@]}" --out "$WORK_DIR/curves.png"
+pictures features analysis_tools/vis_features.py "$REPO/configs/demo/mask_rcnn_convnext_atto_demo.py" "${det_images[0]}" \
   --checkpoint "$(cat "$WORK_DIR/mask_rcnn/last_checkpoint")" --out "$WORK_DIR/mask_rcnn/features.png"

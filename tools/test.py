@@ -2,7 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--tta] [--show-dir DIR] [--out results.pkl] [--work-dir DIR]
                          [--cfg-options ...]
-    python tools/test.py CONFIG model.onnx [...]   # a graph of tools/export_onnx.py, run by onnxruntime
+    python tools/test.py CONFIG model.onnx [...]   # a graph of tools/deployment/export_onnx.py, run by onnxruntime
     tools/dist_test.sh CONFIG CHECKPOINT 8 [args]  # distributed, under torchrun
 
 The log holds a per-class table (AP per class for detectors, IoU and accuracy per class for segmentors). The last line
@@ -16,10 +16,10 @@ import sys
 from mmengine.dist import is_main_process
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.tooling.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner,
+from convnext_dense.apis.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner,
                                                  check_data, end_distributed, load_config, require_checkpoint)
-from convnext_dense.tooling.test_outputs import draw_predictions, per_class_tables
-from convnext_dense.tooling.test_time_aug import enable_tta
+from convnext_dense.apis.evaluation_outputs import draw_predictions, per_class_tables
+from convnext_dense.apis.tta import enable_tta
 
 # Metrics that pickle the raw predictions; mmdet's stores masks as RLE.
 DUMP_METRICS = dict(mmdet='DumpDetResults', mmseg='DumpResults')
@@ -29,7 +29,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='test config file')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py), or an .onnx file of '
-                                           'tools/export_onnx.py, evaluated with onnxruntime')
+                                           'tools/deployment/export_onnx.py, evaluated with onnxruntime')
     parser.add_argument('--out', help='also dump the predictions to this pickle file (.pkl), for offline analysis')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation, the config's tta_pipeline and tta_model: for UperNet the "
@@ -60,7 +60,7 @@ def setup(args):
     notes = [*adapt_to_machine(cfg), *notes]
     check_data(cfg, ['test_dataloader'])
     if onnx_file:
-        from convnext_dense.deploy.runtime import use_onnx_model
+        from convnext_dense.apis.inference import use_onnx_model
         notes.append(use_onnx_model(cfg, args.checkpoint))
     return cfg, notes
 

@@ -1,4 +1,4 @@
-# The synthetic shapes of tools/make_demo_data.py in COCO format, with a CPU-sized schedule: small images, batch 4,
+# The synthetic shapes of tools/misc/make_demo_data.py in COCO format, with a CPU-sized schedule: small images, batch 4,
 # AdamW with layer-wise learning-rate decay, evaluation (box and mask AP) after the last epoch. Shared by the Mask R-CNN
 # and Cascade Mask R-CNN demos, which add the model.
 _base_ = [

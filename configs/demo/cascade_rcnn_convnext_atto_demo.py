@@ -1,4 +1,4 @@
-"""Cascade Mask R-CNN with ConvNeXt-atto on the synthetic shapes (tools/make_demo_data.py), trained and evaluated on a
+"""Cascade Mask R-CNN with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py), trained and evaluated on a
 CPU.
 
 mmdet's Cascade Mask R-CNN model with our backbone (random init), a 64-channel neck and heads and fewer proposals, on

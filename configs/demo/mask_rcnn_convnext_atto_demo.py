@@ -1,4 +1,4 @@
-"""Mask R-CNN with ConvNeXt-atto on the synthetic shapes (tools/make_demo_data.py): trains and evaluates on a CPU.
+"""Mask R-CNN with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py): trains and evaluates on a CPU.
 
 mmdet's Mask R-CNN model with our backbone (random init), a 64-channel neck and heads and fewer proposals, on the data
 and schedule of ``_base_shapes_coco.py``. Longer runs learn more: --cfg-options train_cfg.max_epochs=N.

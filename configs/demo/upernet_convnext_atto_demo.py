@@ -1,4 +1,4 @@
-"""UperNet with ConvNeXt-atto on the synthetic shapes (tools/make_demo_data.py, ADE20K layout): trains and evaluates
+"""UperNet with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py, ADE20K layout): trains and evaluates
 on a CPU.
 
 A delta over mmseg's UperNet config: our backbone (random init), 64-channel heads, the demo classes (png labels 1..4

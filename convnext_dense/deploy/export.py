@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..tooling.detection_matching import match_detections
+from ..evaluation.detection_matching import match_detections
 from . import require
 from .graph_checks import check_graph, count_convnext_norms
 from .segmentor_graph import BackboneGraph, SegmentorGraph
@@ -79,7 +79,7 @@ class ExportResult:
         return lines
 
 
-def task_of(model: nn.Module, backbone_only: bool = False) -> str:
+def model_task(model: nn.Module, backbone_only: bool = False) -> str:
     if backbone_only:
         return 'backbone'
     try:
@@ -140,7 +140,7 @@ def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = Fal
         raise ValueError(f'--opset {opset}: the export needs opset {MIN_OPSET}..{MAX_OPSET} (LayerNormalization is '
                          f'opset 17; torch\'s TorchScript exporter supports up to {MAX_OPSET})')
     shape = (int(shape[0]), int(shape[1]))
-    task = task_of(model, backbone_only)
+    task = model_task(model, backbone_only)
     module, output_names, layout = build_graph(model, task, labels)
     precision = 'fp16' if fp16 else 'fp32'
     proto = _trace(module, shape, output_names, dynamic, task, opset)
@@ -260,7 +260,7 @@ def _trace(module: nn.Module, shape: Tuple[int, int], output_names: Tuple[str, .
 
 def _metadata(model: nn.Module, task: str, shape: Tuple[int, int], dynamic: bool, precision: str, layout: str,
               config: str, opset: int) -> Dict[str, str]:
-    from .. import __version__
+    from ..version import __version__
     meta = getattr(model, 'dataset_meta', None) or {}
     metadata = dict(
         task=task, classes=json.dumps(list(meta.get('classes') or ())), input_format=INPUT_FORMAT,

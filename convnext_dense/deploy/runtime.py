@@ -1,5 +1,5 @@
 """Running exported graphs: an onnxruntime session that knows its graph's metadata, and an mmengine model around it
-so that tools/test.py evaluates a graph through the config's data set and metric, and tools/image_demo.py draws its
+so that tools/test.py evaluates a graph through the config's data set and metric, and tools/misc/image_demo.py draws its
 predictions, exactly as they do a PyTorch checkpoint.
 
 :class:`OnnxRuntimeModel` (registered in mmengine's MODELS) receives the test pipeline's batches, feeds each image to
@@ -40,8 +40,8 @@ class OnnxModel:
         self.providers = self.session.get_providers()
         meta = self.session.get_modelmeta().custom_metadata_map
         if 'task' not in meta:
-            raise ValueError(f'{path} was not written by tools/export_onnx.py (its metadata names no task); export the '
-                             'model with tools/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx')
+            raise ValueError(f'{path} was not written by tools/deployment/export_onnx.py (its metadata names no task); export the '
+                             'model with tools/deployment/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx')
         self.metadata: Dict[str, str] = dict(meta)
         self.task: str = meta['task']
         self.classes: Tuple[str, ...] = tuple(json.loads(meta.get('classes', '[]')))
@@ -65,7 +65,7 @@ class OnnxRuntimeModel(BaseModel):
     as the config's metric and visualiser expect.
 
     Args:
-        onnx_file: the graph, written by tools/export_onnx.py (its metadata says the task and output layout).
+        onnx_file: the graph, written by tools/deployment/export_onnx.py (its metadata says the task and output layout).
         test_cfg: the segmentor's ``test_cfg``; ``mode='slide'`` runs the graph on each ``crop_size`` window.
     """
 
@@ -73,7 +73,7 @@ class OnnxRuntimeModel(BaseModel):
         super().__init__()
         self.graph = OnnxModel(onnx_file)
         if self.graph.task not in ('segmentation', 'detection'):
-            raise ValueError(f'{onnx_file} is a {self.graph.task} graph; tools/test.py and tools/image_demo.py run '
+            raise ValueError(f'{onnx_file} is a {self.graph.task} graph; tools/test.py and tools/misc/image_demo.py run '
                              'segmentation and detection graphs (export without --backbone-only)')
         self.test_cfg = dict(test_cfg or {})
         if self.test_cfg.get('mode') == 'slide' and 'labels' in self.graph.output_names:
@@ -139,33 +139,3 @@ class OnnxRuntimeModel(BaseModel):
         masks = paste_masks(probabilities, boxes, height, width) >= float(self.graph.metadata['mask_threshold'])
         sample.pred_instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores']).float(),
                                              labels=torch.from_numpy(outputs['labels']).long(), masks=masks)
-
-
-def use_onnx_model(cfg, onnx_file: str) -> str:
-    """Make tools/test.py run ``onnx_file`` instead of the config's model; returns the note for the log.
-
-    The graph must be of the config's task and predict the classes of its test set."""
-    from ..tooling.inference import test_set_metainfo
-    from ..tooling.runner_setup import SetupError
-    try:
-        graph = OnnxModel(onnx_file)
-    except (ImportError, ValueError) as error:
-        raise SetupError(str(error)) from None
-    expected = 'segmentation' if cfg.default_scope == 'mmseg' else 'detection'
-    if graph.task != expected:
-        raise SetupError(f'{onnx_file} is a {graph.task} graph and {cfg.filename} an {cfg.default_scope} config; '
-                         f'evaluate a {expected} graph exported from this config')
-    classes = tuple(test_set_metainfo(cfg).get('classes') or ())
-    if graph.classes and classes and graph.classes != classes:
-        raise SetupError(f'{onnx_file} predicts the classes {graph.classes}, the test set has {classes}; export the '
-                         'model trained on these classes')
-    cfg.pop('data_preprocessor', None)  # the Runner would hand it to the model; the graph preprocesses itself
-    cfg.model = dict(type='OnnxRuntimeModel', onnx_file=onnx_file,
-                     test_cfg=dict(cfg.model.get('test_cfg') or {}) if expected == 'segmentation' else None)
-    note = (f'evaluating {onnx_file} with onnxruntime ({graph.metadata["precision"]}, exported at '
-            f'{graph.metadata["export_shape"]}, input {graph.metadata["input_shape"]})')
-    batch_size = cfg.test_dataloader.get('batch_size', 1)
-    if batch_size > 1:  # PyTorch pads a batch to its largest image; features near the borders see that padding
-        note += (f'; the graph runs one image at a time, so compare with the checkpoint at test batch size 1 '
-                 f'(this config batches {batch_size}): --cfg-options test_dataloader.batch_size=1')
-    return note

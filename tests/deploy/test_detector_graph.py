@@ -18,7 +18,7 @@ from mmdet.structures import DetDataSample
 from convnext_dense.deploy.detector_graph import (OUTPUT_NAMES, DetectorGraph, NonMaxSuppression, RoiAlign,
                                                   UnsupportedDetectorError, paste_masks)
 from convnext_dense.deploy.graph_checks import count_convnext_norms, find_problems
-from convnext_dense.tooling.detection_matching import match_detections
+from convnext_dense.evaluation.detection_matching import match_detections
 
 onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not installed')
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')

@@ -1,4 +1,4 @@
-"""tools/export_onnx.py's engine: UperNet and backbone graphs, V1 and V2, run by onnxruntime at sizes other than the
+"""tools/deployment/export_onnx.py's engine: UperNet and backbone graphs, V1 and V2, run by onnxruntime at sizes other than the
 export size give mmseg's own predictions; metadata travels in the file; bad requests are refused with the fix."""
 import json
 import sys

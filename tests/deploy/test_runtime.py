@@ -1,4 +1,4 @@
-"""The runtime side of deploy: graphs are refused unless tools/export_onnx.py wrote them for the config's task and
+"""The runtime side of deploy: graphs are refused unless tools/deployment/export_onnx.py wrote them for the config's task and
 classes; detections are scaled back to the original image and their masks pasted there as mmdet's ``rescale=True``
 does; sliding-window
 segmentation through the graph equals mmseg's ``slide_inference`` of the PyTorch model."""
@@ -16,8 +16,9 @@ pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from convnext_dense.deploy.export import export  # noqa: E402
-from convnext_dense.deploy.runtime import OnnxModel, OnnxRuntimeModel, use_onnx_model  # noqa: E402
-from convnext_dense.tooling.runner_setup import SetupError  # noqa: E402
+from convnext_dense.apis.inference import use_onnx_model  # noqa: E402
+from convnext_dense.deploy.runtime import OnnxModel, OnnxRuntimeModel  # noqa: E402
+from convnext_dense.apis.runner_setup import SetupError  # noqa: E402
 
 SEG_CLASSES = ['background', 'circle', 'square', 'triangle']
 
@@ -47,10 +48,10 @@ def segmentation_graph(path, classes=SEG_CLASSES) -> str:
 
 def test_a_graph_without_our_metadata_is_refused(tmp_path):
     path = constant_graph(tmp_path / 'foreign.onnx', dict(logits=np.zeros((1, 4, 8, 8), np.float32)))
-    with pytest.raises(ValueError, match='not written by tools/export_onnx.py .*metadata names no task.*'
-                       'tools/export_onnx.py CONFIG CHECKPOINT --out'):
+    with pytest.raises(ValueError, match='not written by tools/deployment/export_onnx.py .*metadata names no task.*'
+                       'tools/deployment/export_onnx.py CONFIG CHECKPOINT --out'):
         OnnxModel(path)
-    with pytest.raises(SetupError, match='not written by tools/export_onnx.py'):
+    with pytest.raises(SetupError, match='not written by tools/deployment/export_onnx.py'):
         use_onnx_model(demo_config(SEG_CONFIG), path)
 
 

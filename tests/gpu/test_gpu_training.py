@@ -57,8 +57,8 @@ AMP_CASES = [(config, 'float16') for config in CONFIGS] + [('configs/upernet/con
 def test_real_config_trains_a_step_under_amp(config, dtype, mmcv_devices):
     from mmengine.optim import build_optim_wrapper
 
-    import convnext_dense.tooling.benchmark as common
-    cfg = common.load_config(str(ROOT / config), {})
+    import convnext_dense.analysis.benchmark as common
+    cfg = common.load_benchmark_config(str(ROOT / config), {})
     device = torch.device('cuda')
     shape = common.image_shape(cfg, None)
     model = common.build_model(cfg, device).train()
@@ -74,7 +74,7 @@ def test_real_config_trains_a_step_under_amp(config, dtype, mmcv_devices):
     log_vars = model.train_step(batch, optim_wrapper)
     assert log_vars and all(torch.isfinite(torch.as_tensor(v)).all() for v in log_vars.values()), log_vars
     assert stem_grads and np.isfinite(stem_grads[0]) and stem_grads[0] > 0, 'no gradient reached the stem'
-    if common.task_of(cfg) == 'detection':
+    if common.config_task(cfg) == 'detection':
         assert mmcv_devices == {'nms': {'cuda'}, 'roi_align_forward': {'cuda'}, 'roi_align_backward': {'cuda'}}
 
 

@@ -16,7 +16,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  (mmseg:: / mmdet:: config references resolve on the OneDL stack)
 from conftest import REPO, import_mmpretrain_convnext
-from convnext_dense.tooling.detection_matching import match_detections
+from convnext_dense.evaluation.detection_matching import match_detections
 
 pytestmark = pytest.mark.slow
 CLASSES = ['circle', 'square', 'triangle']

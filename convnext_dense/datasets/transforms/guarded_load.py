@@ -11,7 +11,7 @@ differs from the one in the COCO annotations (EXIF rotation) silently misplaces 
 :class:`GuardedLoad` wraps a loading transform (``LoadImageFromFile``, ``LoadAnnotations``) and checks what it loaded.
 A bad training sample is skipped with a warning (mmengine's dataset then draws another one); a bad evaluation sample
 raises :class:`BadSampleError`, since leaving it out would change the AP or mIoU. tools/train.py and tools/test.py
-wrap the loading steps of every dataloader in it (:func:`convnext_dense.tooling.safeguards.guard_pipelines`), so the
+wrap the loading steps of every dataloader in it (:func:`convnext_dense.engine.safeguards.guard_pipelines`), so the
 configs they save name it: ``import convnext_dense`` registers it, and stock mmdet/mmseg tools rerun those configs.
 """
 import logging

@@ -12,7 +12,7 @@ With ``resume=True`` and no checkpoint given, it picks the checkpoint to resume 
 the one ``last_checkpoint`` names if intact, otherwise the newest intact checkpoint in the work dir, saying so.
 
 Registered under its own name: configs that name ``CheckpointHook`` keep mmengine's hook; tools/train.py swaps this
-one in (:mod:`convnext_dense.tooling.safeguards`), and any config can opt in with
+one in (:mod:`convnext_dense.engine.safeguards`), and any config can opt in with
 ``default_hooks.checkpoint.type='SafeCheckpointHook'``.
 """
 import errno

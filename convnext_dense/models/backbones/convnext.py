@@ -2,7 +2,7 @@
 
 The module layout follows the official ConvNeXt code (``downsample_layers.i``, ``stages.i.j``, ``norm{i}``), so official
 detection checkpoints load as they are and the official layer-decay recipes apply name for name. Checkpoints in the
-mmpretrain and timm layouts are mapped onto it by :mod:`convnext_dense.models.checkpoint`.
+mmpretrain and timm layouts are mapped onto it by :mod:`convnext_dense.checkpoint.backbone`.
 """
 from typing import Dict, Optional, Sequence, Union
 
@@ -12,6 +12,8 @@ import torch.utils.checkpoint
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
+
+from ...checkpoint.backbone import OFFICIAL_LAYOUT, load_pretrained
 
 ARCHS: Dict[str, Dict[str, tuple]] = {
     'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)),
@@ -147,10 +149,11 @@ class ConvNeXt(BaseModule):
             ``dict(mode='max-autotune')``); compiled on the first call.
         pretrained: checkpoint path; shorthand for ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
         init_cfg: mmengine init config. ``type='Pretrained'`` loads official, mmpretrain or timm checkpoints through
-            :func:`convnext_dense.models.checkpoint.load_pretrained`, which reports what did not load.
+            :func:`convnext_dense.checkpoint.backbone.load_pretrained`, which reports what did not load.
     """
 
     arch_settings = ARCHS
+    checkpoint_layout = OFFICIAL_LAYOUT  # its state_dict keys: other layouts are mapped onto them when loading
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -266,7 +269,6 @@ class ConvNeXt(BaseModule):
 
     def init_weights(self):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'], map_location='cpu',
                             weights_only=self.init_cfg.get('weights_only', True))
             self._is_init = True

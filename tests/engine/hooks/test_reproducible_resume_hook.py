@@ -13,7 +13,7 @@ from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
 from convnext_dense import patches
 from convnext_dense import CheckpointError
-from convnext_dense.tooling.runner_setup import add_runner_args
+from convnext_dense.apis.runner_setup import add_runner_args
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 REPO = Path(__file__).resolve().parents[3]

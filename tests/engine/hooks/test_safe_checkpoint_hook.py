@@ -16,7 +16,7 @@ from torch import nn
 
 from convnext_dense.engine.hooks import EXIT_REQUEUE
 from convnext_dense.engine.hooks.safe_checkpoint_hook import CheckpointSpaceError, ResumeError, checkpoint_to_resume
-from convnext_dense.tooling.safeguards import apply_safeguards
+from convnext_dense.engine.safeguards import apply_safeguards
 
 
 class ToyModel(BaseModel):

@@ -1,0 +1,321 @@
+"""Peak GPU training memory predicted on a CPU, from one real training step with tensor-level accounting.
+
+Why: users (and CI) without a GPU want to compare ConvNeXt with Swin and know whether a config fits their card before
+they rent one. Shape-only tracing (FakeTensor, meta) cannot run mmcv's C++ ops (NMS, RoIAlign), whose outputs decide
+how many RoIs the heads see, so the step really runs, on the CPU, while
+
+- :class:`StorageTracker` (a ``TorchDispatchMode``) sees every tensor any aten op returns, forward and backward, and
+  records each new storage's allocation and, through a weakref finalizer, its release;
+- :func:`cuda_autocast` makes CPU autocast behave as CUDA autocast does for memory: CPU autocast (bfloat16, 2 bytes
+  like float16) casts the matmul/conv/linear family to half precision and caches weight copies per autocast region
+  as CUDA does, and :class:`CudaFp32Policy` (a ``TorchFunctionMode``) runs in float32 what CUDA's autocast runs in
+  float32 and CPU's does not (layer/group norm, softmax, exp/log/pow, sums, ...), so activations saved for backward
+  have the dtypes they have on a GPU; the convolutions and matrix products themselves compute in float32 and return
+  half precision (:func:`_in_fp32`): the same tensors, at float32 speed on CPUs without native bfloat16;
+- the optimizer is the config's own (constructor, layer decay and all), with ``foreach=True`` as PyTorch picks for
+  CUDA tensors, so its temporaries are those of a GPU step;
+- for one GPU of a distributed run (``launcher='pytorch'``, the default, as the recipes train) the model is wrapped as
+  mmengine's Runner wraps it, in a one-process group, so DDP's gradient buckets are recorded like any other tensor:
+  one more copy of the trainable parameters' gradients, for the whole step (or the gradients themselves, with
+  ``model_wrapper_cfg=dict(gradient_as_bucket_view=True)``).
+
+:func:`estimate_peak` then replays the recorded allocations through a model of the CUDA caching allocator
+(:mod:`convnext_dense.analysis.cuda_allocator`): the step twice, the second on the warm cache without the first step's
+optimizer-state births, as the GPU benchmark measures after its warm-up; its peak of allocated blocks is what
+``torch.cuda.max_memory_allocated`` reports, to which the cuBLAS workspaces are added. Not modelled (the validation
+against H100 measurements bounds them at about 1%): cuDNN convolution workspaces and CUDA kernels' own temporaries.
+"""
+import contextlib
+import copy
+import weakref
+from typing import List, Optional
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten, tree_map
+
+from . import benchmark as common
+from .cuda_allocator import steady_state_peak
+
+BLOCK_BYTES = 512  # the CUDA caching allocator rounds every block up to a multiple of this
+# cuBLAS workspaces, allocated through the caching allocator: one per cuBLAS handle and stream, and a training step
+# uses two handles (the forward's thread and autograd's backward thread); PyTorch's default size on Hopper (sm90) is
+# 32 MiB (CUBLAS_WORKSPACE_CONFIG=:4096:8), the card of the validation's measurements.
+CUBLAS_WORKSPACES_BYTES = 2 * 32 * 2 ** 20
+HALF = (torch.float16, torch.bfloat16)
+aten = torch.ops.aten
+# The compute of a training step: run in float32 when autocast hands them half precision (see _in_fp32).
+FP32_COMPUTE = frozenset({aten.convolution.default, aten.convolution_backward.default, aten.mm.default,
+                          aten.addmm.default, aten.bmm.default, aten.baddbmm.default})
+# CUDA autocast's fp32 policy (aten/src/ATen/autocast_mode.h, AT_FORALL_FP32) minus what CPU autocast already runs in
+# fp32, by Python function name (torch.*, torch.nn.functional.*, Tensor methods): half inputs are cast to float32.
+CUDA_FP32 = frozenset({
+    'acos', 'asin', 'cosh', 'erfinv', 'exp', 'expm1', 'log', 'log10', 'log2', 'log1p', 'reciprocal', 'rsqrt', 'sinh',
+    'tan', 'pow', '__pow__', '__rpow__', 'softplus', 'layer_norm', 'group_norm', 'cosine_similarity', 'dist', 'pdist',
+    'renorm', 'logsumexp'})
+# CUDA's fp32_set_opt_dtype policy: the op runs with dtype=float32 when its input is half and no dtype was given.
+CUDA_FP32_OUTPUT = frozenset({'softmax', 'log_softmax', 'cumsum', 'cumprod', 'sum', 'prod', 'norm',
+                              'vector_norm', 'matrix_norm'})
+
+
+def _in_fp32(func, args, kwargs):
+    """``func`` (a convolution or matrix product) on float32 copies of its half-precision inputs, its outputs cast
+    back: the same tensors, of the same sizes and dtypes, as the half-precision kernel returns, at float32 speed (CPUs
+    without native bfloat16 run its convolutions many times slower). The copies are not tracked: a GPU makes none."""
+    flat = tree_flatten((args, kwargs))[0]
+    half = next((t.dtype for t in flat if isinstance(t, torch.Tensor) and t.dtype in HALF), None)
+    if half is None:
+        return func(*args, **kwargs)
+    upcast = lambda t: t.float() if isinstance(t, torch.Tensor) and t.dtype == half else t  # noqa: E731
+    out = func(*tree_map(upcast, args), **tree_map(upcast, kwargs))
+    return tree_map(lambda t: t.to(half) if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t, out)
+
+
+def block_bytes(nbytes: int) -> int:
+    """What the CUDA caching allocator reserves for a tensor of ``nbytes`` (no block for an empty tensor)."""
+    return -(-nbytes // BLOCK_BYTES) * BLOCK_BYTES
+
+
+class StorageTracker(TorchDispatchMode):
+    """Live and peak bytes of every tensor storage returned by an aten op while the mode is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = self.live_half = self.peak_half = 0
+        self.phase = self.peak_phase = 'setup'
+        self._tracked = weakref.WeakSet()
+        self.events: List[tuple] = []  # ('alloc', key, nbytes) / ('free', key), in order, for the allocator model
+        self.compute_in_fp32 = True
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in FP32_COMPUTE and self.compute_in_fp32:
+            out = _in_fp32(func, args, kwargs)
+        else:
+            out = func(*args, **kwargs)
+        for tensor in tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor):
+                self.track(tensor)
+        return out
+
+    def track(self, tensor: torch.Tensor):
+        if tensor.layout != torch.strided or tensor.device.type == 'meta':
+            return
+        storage = tensor.untyped_storage()
+        if storage in self._tracked:
+            return
+        size = block_bytes(storage.nbytes())
+        half = size if tensor.dtype in HALF else 0
+        self._tracked.add(storage)
+        key = len(self.events)
+        self.events.append(('alloc', key, storage.nbytes()))
+        weakref.finalize(storage, self._free, size, half, key)
+        self.live += size
+        self.live_half += half
+        if self.live > self.peak:
+            self.peak, self.peak_half, self.peak_phase = self.live, self.live_half, self.phase
+
+    def _free(self, size: int, half: int, key: int):
+        self.events.append(('free', key))
+        self.live -= size
+        self.live_half -= half
+
+    def reset_peak(self):
+        self.peak, self.peak_half, self.peak_phase = self.live, self.live_half, self.phase
+
+    @contextlib.contextmanager
+    def in_phase(self, phase: str):
+        previous, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = previous
+
+
+class CudaFp32Policy(TorchFunctionMode):
+    """Under CPU autocast, run in float32 what CUDA autocast runs in float32 (see CUDA_FP32, CUDA_FP32_OUTPUT).
+    Only while autocast is on: it is off in backward, except where activation checkpointing recomputes a forward."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, '__name__', '')
+        if (name in CUDA_FP32 or name in CUDA_FP32_OUTPUT) and torch.is_autocast_enabled('cpu'):
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            if any(t.dtype in HALF for t in tensors):
+                if name in CUDA_FP32:
+                    upcast = lambda t: t.float() if isinstance(t, torch.Tensor) and t.dtype in HALF else t  # noqa
+                    args, kwargs = tree_map(upcast, args), tree_map(upcast, kwargs)
+                elif kwargs.get('dtype') is None:
+                    kwargs = dict(kwargs, dtype=torch.float32)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def cuda_autocast(enabled: bool):
+    """CUDA's fp16/bf16 autocast, as far as tensor sizes go, on a CPU (see the module docstring)."""
+    if not enabled:
+        yield
+        return
+    with torch.autocast('cpu', dtype=torch.bfloat16), CudaFp32Policy():
+        yield
+
+
+@contextlib.contextmanager
+def policy_in_recomputation():
+    """Activation checkpointing (``with_cp``) recomputes a block's forward during backward under the forward's
+    autocast, but outside torch-function modes: without :class:`CudaFp32Policy` there, a LayerNorm recomputes in
+    half precision, and PyTorch refuses the mismatch. Non-reentrant checkpoints take the policy through their
+    ``context_fn``; reentrant ones (mmdet's Swin) offer no hook, so their recomputation keeps CPU autocast's dtypes
+    (its transient tensors, not what the forward saved)."""
+    import torch.utils.checkpoint as checkpointing
+    original = checkpointing.checkpoint
+
+    def checkpoint(function, *args, use_reentrant=None, **kwargs):
+        if use_reentrant is False and 'context_fn' not in kwargs:
+            kwargs['context_fn'] = lambda: (contextlib.nullcontext(), CudaFp32Policy())
+        return original(function, *args, use_reentrant=use_reentrant, **kwargs)
+
+    checkpointing.checkpoint = checkpoint
+    try:
+        yield
+    finally:
+        checkpointing.checkpoint = original
+
+
+def _fp32_call(function):
+    """``function`` (an mmcv C++ op) on float32 copies of its half-precision tensors, written back afterwards (the
+    op writes its outputs in place), all outside the tracker: on a GPU the op runs in half precision directly."""
+
+    def call(*args, **kwargs):
+        flat, spec = tree_flatten((args, kwargs))
+        halves = [i for i, t in enumerate(flat) if isinstance(t, torch.Tensor) and t.dtype in HALF]
+        if not halves:
+            return function(*args, **kwargs)
+        with _disable_current_modes():
+            copies = list(flat)
+            for i in halves:
+                copies[i] = flat[i].float()
+            args32, kwargs32 = spec.unflatten(copies)
+            result = function(*args32, **kwargs32)
+            for i in halves:  # through .data: no version bump, the inputs saved for backward are unchanged
+                flat[i].data.copy_(copies[i])
+        return result
+
+    return call
+
+
+@contextlib.contextmanager
+def mmcv_ops_in_fp32():
+    """mmcv's CPU kernels (RoIAlign, NMS, ...) take no half precision, which CUDA autocast hands them: let them."""
+    import importlib
+    ext = importlib.import_module('mmcv._ext')
+    originals = {name: getattr(ext, name) for name in dir(ext)
+                 if not name.startswith('_') and callable(getattr(ext, name))}
+    try:
+        for name, function in originals.items():
+            setattr(ext, name, _fp32_call(function))
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(ext, name, function)
+
+
+def emulated_optim_wrapper_cls():
+    """An OptimWrapper whose forward runs under :func:`cuda_autocast` and whose phases the tracker records."""
+    from mmengine.optim import OptimWrapper
+
+    class EmulatedGpuOptimWrapper(OptimWrapper):
+
+        tracker: StorageTracker
+        amp: bool
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.before_step = None  # (peak, half-precision bytes at it, its phase) before the optimizer ran
+
+        @contextlib.contextmanager
+        def optim_context(self, model):
+            with super().optim_context(model), cuda_autocast(self.amp), self.tracker.in_phase('forward'):
+                yield
+
+        def backward(self, loss, **kwargs):
+            with self.tracker.in_phase('backward'):
+                super().backward(loss, **kwargs)
+
+        def step(self, **kwargs):
+            tracker = self.tracker
+            self.before_step = (tracker.peak, tracker.peak_half, tracker.peak_phase)
+            with self.tracker.in_phase('optimizer'):
+                super().step(**kwargs)
+
+    return EmulatedGpuOptimWrapper
+
+
+def build_emulated_optim_wrapper(cfg, model, tracker: StorageTracker, amp: Optional[bool]):
+    """The config's optim_wrapper (constructor, param groups), AMP as the config asks unless ``amp`` says otherwise."""
+    from mmengine.optim import AmpOptimWrapper, build_optim_wrapper
+    from mmengine.registry import OPTIM_WRAPPERS
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    wrapper_type = wrapper_cfg.get('type', 'OptimWrapper')
+    wrapper_cls = OPTIM_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
+    config_amp = issubclass(wrapper_cls, AmpOptimWrapper)
+    amp = config_amp if amp is None else amp
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        wrapper_cfg.pop(key, None)
+    wrapper_cfg.type = emulated_optim_wrapper_cls()
+    if 'foreach' not in wrapper_cfg.optimizer:
+        wrapper_cfg.optimizer.foreach = True  # what torch picks for CUDA parameters, and its temporaries
+    optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
+    # Set here, not in the config: a config deep-copies what it holds.
+    optim_wrapper.tracker, optim_wrapper.amp = tracker, amp
+    return optim_wrapper, amp
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    storages = {}
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                storages[id(value.untyped_storage())] = block_bytes(value.untyped_storage().nbytes())
+    return sum(storages.values())
+
+
+def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Optional[bool] = None,
+                  launcher: str = 'pytorch') -> dict:
+    """Build ``cfg``'s model (random weights), wrapped as ``launcher`` has mmengine wrap it (see
+    :func:`~convnext_dense.analysis.benchmark.wrap_as_launched`), and optimizer under the tracker and run one
+    ``train_step`` on a synthetic batch; return the predicted steady-state peak of allocated GPU memory of one GPU and
+    its parts, in bytes."""
+    torch.manual_seed(seed)
+    tracker = StorageTracker()
+    cpu = torch.device('cpu')
+    with tracker, mmcv_ops_in_fp32(), policy_in_recomputation(), common.process_group_for(launcher, cpu):
+        model = common.build_model(cfg, cpu).train()
+        optim_wrapper, amp = build_emulated_optim_wrapper(cfg, model, tracker, amp)
+        before_wrapping = tracker.live
+        wrapped = common.wrap_as_launched(cfg, model, launcher, cpu)
+        ddp_buckets = tracker.live - before_wrapping
+        batch = common.synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
+        tracker.reset_peak()
+        static, setup_end = tracker.live, len(tracker.events)
+        wrapped.train_step(batch, optim_wrapper)
+        step_events = tracker.events[setup_end:]
+        del wrapped
+    allocator_peak, reserved = steady_state_peak(tracker.events[:setup_end], step_events)
+    params = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters())
+    grads = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters() if p.requires_grad)
+    state = state_bytes(optim_wrapper.optimizer)
+    # The tensors alone: the first step's peak, or the peak before its optimizer ran plus the state born there.
+    before, before_half, before_phase = optim_wrapper.before_step
+    if before + state >= tracker.peak:
+        tensors, half, phase = before + state, before_half, before_phase
+    else:
+        tensors, half, phase = tracker.peak, tracker.peak_half, tracker.peak_phase
+    return dict(estimated_peak_bytes=allocator_peak + CUBLAS_WORKSPACES_BYTES, tensors_at_peak_bytes=tensors,
+                ddp_buckets_bytes=ddp_buckets, launcher=launcher,
+                allocator_rounding_bytes=allocator_peak - tensors, cublas_workspaces_bytes=CUBLAS_WORKSPACES_BYTES,
+                reserved_bytes=reserved + CUBLAS_WORKSPACES_BYTES, peak_phase=phase,
+                half_precision_at_peak_bytes=half, amp=amp, params_bytes=params, grads_bytes=grads,
+                optimizer_state_bytes=state, static_bytes=static + state, params_m=common.num_params_m(model))

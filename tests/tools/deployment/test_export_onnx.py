@@ -1,0 +1,105 @@
+"""tools/deployment/export_onnx.py end to end on the demo configs, then the exported graphs through tools/test.py (the data set
+and metric of the checkpoint) and tools/misc/image_demo.py: the same metrics and predictions as the PyTorch checkpoint."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
+from deploy.deploy_models import MASK_RCNN_CONFIG, SEG_CONFIG, build, demo_config  # noqa: E402
+
+from convnext_dense.evaluation.detection_matching import match_detections  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
+
+
+def run(args, cwd):
+    return run_together([args], cwd)[0]
+
+
+def run_together(commands, cwd):
+    """Run the tool command lines side by side (each is mostly imports and start-up); their stdouts, in order."""
+    procs = [subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args in commands]
+    outputs = [proc.communicate(timeout=900) for proc in procs]
+    for args, proc, (stdout, stderr) in zip(commands, procs, outputs):
+        assert proc.returncode == 0, f'{args} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}'
+    return [stdout for stdout, _ in outputs]
+
+
+def metrics_of(output: str) -> dict:
+    return json.loads(next(line for line in output.splitlines() if line.startswith('metrics: '))[len('metrics: '):])
+
+
+def checkpoint_of(config: Path, version: int, path: Path) -> str:
+    model = build(demo_config(config, version))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=model.dataset_meta)), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('onnx_workspace')
+    run([REPO / 'tools/misc/make_demo_data.py', '--num-train', '2', '--num-val', '3'], cwd=root)
+    return root
+
+
+def test_upernet_v2_graph_evaluates_like_its_checkpoint(workspace):
+    """fp32 and fp16 graphs reach the checkpoint's mIoU through tools/test.py; the fp16 export writes the TensorRT
+    command that keeps the same nodes in fp32."""
+    options = ['--cfg-options', 'model.backbone.version=2']
+    checkpoint = checkpoint_of(SEG_CONFIG, 2, workspace / 'upernet.pth')
+    out, half = workspace / 'upernet.onnx', workspace / 'upernet_fp16.onnx'
+    log, log_fp16, expected = run_together([
+        [REPO / 'tools/deployment/export_onnx.py', SEG_CONFIG, checkpoint, '--out', out, '--dynamic', *options],
+        [REPO / 'tools/deployment/export_onnx.py', SEG_CONFIG, checkpoint, '--out', half, '--dynamic', '--fp16', *options],
+        [REPO / 'tools/test.py', SEG_CONFIG, checkpoint, '--work-dir', workspace / 'pt', *options]], workspace)
+    assert 'exported segmentation graph' in log
+    assert log.count('onnxruntime (CPUExecutionProvider) vs PyTorch, largest difference') == 2
+    trtexec = (workspace / 'upernet_fp16.trtexec.sh').read_text()
+    assert f'bash {workspace / "upernet_fp16.trtexec.sh"}' in log_fp16
+    assert trtexec.startswith(f'trtexec --onnx={half} --fp16 --precisionConstraints=obey --layerPrecisions=')
+    assert '/backbone/stages.0.0/norm/LayerNormalization:fp32' in trtexec and '/backbone/stages.0.0/Add:fp32' in trtexec
+    measured, measured_fp16, drawn = run_together([
+        [REPO / 'tools/test.py', SEG_CONFIG, out, '--work-dir', workspace / 'ort'],
+        [REPO / 'tools/test.py', SEG_CONFIG, half, '--work-dir', workspace / 'ort_fp16'],
+        [REPO / 'tools/misc/image_demo.py', SEG_CONFIG, out, 'data/demo/ade/ADEChallengeData2016/images/validation',
+         '--out-dir', workspace / 'drawn']], workspace)
+    expected = metrics_of(expected)
+    for measured in (metrics_of(measured), metrics_of(measured_fp16)):
+        for key in ('mIoU', 'aAcc', 'mAcc'):
+            assert abs(measured[key] - expected[key]) <= 0.1, (key, measured, expected)
+    drawn = [line.strip() for line in drawn.splitlines() if line.strip().endswith('.png')]
+    assert len(drawn) == 3 and all((workspace / p).stat().st_size > 0 for p in drawn), drawn
+
+
+def test_mask_rcnn_graph_predicts_like_its_checkpoint(workspace):
+    """The same detections and masks as the checkpoint evaluated one image at a time (the graph's way: a batch of
+    images of different sizes is padded to the largest, which changes the features near the borders): boxes scaled
+    back to the original image and mask probabilities pasted there, as mmdet does."""
+    checkpoint = checkpoint_of(MASK_RCNN_CONFIG, 1, workspace / 'mask_rcnn.pth')
+    out = workspace / 'mask_rcnn.onnx'
+    log, expected = run_together([
+        [REPO / 'tools/deployment/export_onnx.py', MASK_RCNN_CONFIG, checkpoint, '--out', out, '--dynamic'],
+        [REPO / 'tools/test.py', MASK_RCNN_CONFIG, checkpoint, '--work-dir', workspace / 'pt', '--out',
+         workspace / 'pt.pkl', '--cfg-options', 'test_dataloader.batch_size=1']], workspace)
+    assert 'exported detection graph' in log
+    measured = run([REPO / 'tools/test.py', MASK_RCNN_CONFIG, out, '--work-dir', workspace / 'ort', '--out',
+                    workspace / 'ort.pkl'], workspace)
+    assert 'compare with the checkpoint at test batch size 1' in measured  # the demo config batches 4
+    expected, measured = metrics_of(expected), metrics_of(measured)
+    reference, predicted = (pickle.loads((workspace / f'{name}.pkl').read_bytes()) for name in ('pt', 'ort'))
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert abs(measured[key] - expected[key]) <= 0.005, (key, measured, expected)
+    assert sum(len(p['pred_instances']['scores']) for p in reference) > 0, 'nothing detected proves nothing'
+    for ours, theirs in zip(predicted, reference):
+        matched = match_detections(theirs['pred_instances'], ours['pred_instances'], box_tolerance=0.01,
+                                   score_tolerance=1e-4)
+        assert matched.unmatched == 0 and matched.mask_union <= 0.01, matched
