@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import sys
 import types
@@ -7,6 +8,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIGS = REPO / 'configs' / 'demo'
+DET_CONFIG = DEMO_CONFIGS / 'mask_rcnn_convnext_atto_demo.py'
+SEG_CONFIG = DEMO_CONFIGS / 'upernet_convnext_atto_demo.py'
 
 
 def import_timm():
@@ -58,3 +62,34 @@ def write_demo_data(out: Path, num_train: int = 6, num_val: int = 2) -> Path:
 def demo_data(tmp_path_factory):
     """A small synthetic data set shared by a test module."""
     return write_demo_data(tmp_path_factory.mktemp('demo'))
+
+
+def load_tool(path: str):
+    """A script of tools/ (``path`` relative to it, without ``.py``: ``'misc/image_demo'``) as a module registered under
+    its file name, without putting tools/ (with its test.py and train.py) on sys.path."""
+    name = Path(path).name
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{path}.py')
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def save_random_checkpoint(config: Path, path: Path) -> str:
+    """A randomly initialised demo model, saved as mmengine's Runner saves one: the weights and a meta dict with the
+    data set's classes and palette, which the inference APIs read."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(config)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    dataset_meta = dict(classes=list(cfg.metainfo.classes), palette=[list(c) for c in cfg.metainfo.palette])
+    meta = dict(epoch=1, iter=1, cfg=cfg.pretty_text, dataset_meta=dataset_meta)
+    torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
+    return str(path)

@@ -20,6 +20,7 @@ from ..checkpoint import CheckpointError
 from ..checkpoint import load_checkpoint as load_checkpoint_into
 from ..checkpoint.reading import HF_WEIGHT_FILES
 from ..datasets.data_checks import check_annotations, check_num_classes
+from ..engine.optimizers.precision import is_amp, without_amp
 from ..engine.safeguards import apply_safeguards
 from ..patches import UNSAFE_LOAD_ENV
 from ..utils.config_tree import get, leaf_datasets, walk
@@ -95,10 +96,8 @@ def adapt_to_machine(cfg: Config) -> List[str]:
     if torch.cuda.is_available():
         return []
     notes = []
-    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype'):
-            cfg.optim_wrapper.pop(key, None)
+    if is_amp(cfg.optim_wrapper):
+        cfg.optim_wrapper = without_amp(cfg.optim_wrapper)
         notes.append('no GPU: AMP (AmpOptimWrapper) switched off, training in fp32')
     if cfg.launcher in ('slurm', 'mpi'):
         raise SetupError(f'--launcher {cfg.launcher} needs GPUs (mmengine binds each process to one); without GPUs, '

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DETECTION = 'tests/data/bench_mask_rcnn_convnext_atto.py'
 SEGMENTATION = 'tests/data/bench_upernet_convnext_atto.py'
 SMALL_RUN = ['--shape', '128', '160', '--batch-size', '2', '--iters', '2', '--warmup', '1', '--device', 'cpu']

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from convnext_dense import ConvNeXt
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / 'configs' / 'demo'
 
 

@@ -15,7 +15,7 @@ from convnext_dense.analysis.memory_anchors import ANCHORS, validation_rows
 from convnext_dense.analysis.memory_estimate import (StorageTracker, block_bytes, cuda_autocast, mmcv_ops_in_fp32,
                                                     state_bytes)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_storages_are_counted_once_in_allocator_blocks_until_freed():

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from test_image_demo import load_tool
+from conftest import load_tool
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MATPLOTLIB_BLUE, MATPLOTLIB_ORANGE = (31, 119, 180), (255, 127, 14)  # the first two line colours (RGB)
 
 
@@ -56,7 +56,7 @@ def test_two_runs_overlaid_from_their_newest_training_logs(tmp_path):
 
 
 def test_metric_steps_keep_the_unit_of_the_run():
-    plot_curves_tool = load_tool('plot_curves')
+    plot_curves_tool = load_tool('analysis_tools/plot_curves')
     detection = plot_curves_tool.run_curves(detection_run(2, 20, 0.4), ['coco/bbox_mAP', 'mIoU'])
     assert detection['loss'][0] == [10, 20, 30, 40] and detection['loss'][2] == 'iteration'
     assert detection['coco/bbox_mAP'] == ([1, 2], [0.2, 0.4], 'epoch')

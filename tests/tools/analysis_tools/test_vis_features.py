@@ -12,9 +12,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from test_image_demo import DET_CONFIG, SEG_CONFIG, load_tool, save_random_checkpoint
+from conftest import DET_CONFIG, SEG_CONFIG, load_tool, save_random_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
 STAGE_LINE = re.compile(r'^stage (\d): stride (\d+), (\d+) x (\d+) x (\d+) \(C x H x W\)$', re.M)
 
@@ -82,5 +82,5 @@ def test_backbone_weights_come_from_the_config_or_a_clear_error(tmp_path):
 
 
 def load_vis_features():
-    load_tool('image_demo')  # vis_features imports it
-    return load_tool('vis_features')
+    load_tool('misc/image_demo')  # vis_features imports it
+    return load_tool('analysis_tools/vis_features')

@@ -16,7 +16,7 @@ from deploy.deploy_models import MASK_RCNN_CONFIG, SEG_CONFIG, build, demo_confi
 from convnext_dense.evaluation.detection_matching import match_detections  # noqa: E402
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
 
 

@@ -1,7 +1,6 @@
 """tools/misc/image_demo.py draws what a checkpoint predicts: mmdet's boxes and masks over the image, mmseg's class overlay
 with a legend below it, one PNG per image; and names what is missing (config, checkpoint, images) instead of failing
 later."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,42 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import DET_CONFIG, SEG_CONFIG, load_tool, save_random_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / 'configs' / 'demo'
-DET_CONFIG = DEMO / 'mask_rcnn_convnext_atto_demo.py'
-SEG_CONFIG = DEMO / 'upernet_convnext_atto_demo.py'
+REPO = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
-
-
-def load_tool(name: str):
-    """A script of tools/ as a module (registered under its name, as the tools import each other), without putting
-    tools/ (with its test.py and train.py) on sys.path."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-def save_random_checkpoint(config: Path, path: Path) -> str:
-    """A randomly initialised demo model, saved as mmengine's Runner saves one: the weights and a meta dict with the
-    data set's classes and palette, which the inference APIs read."""
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    cfg = Config.fromfile(config)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    dataset_meta = dict(classes=list(cfg.metainfo.classes), palette=[list(c) for c in cfg.metainfo.palette])
-    meta = dict(epoch=1, iter=1, cfg=cfg.pretty_text, dataset_meta=dataset_meta)
-    torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
-    return str(path)
 
 
 @pytest.fixture(scope='module')
@@ -125,7 +92,7 @@ def test_segmentation_is_a_class_overlay_with_a_legend(workspace):
 
 
 def test_missing_inputs_are_named(tmp_path):
-    image_demo_tool = load_tool('image_demo')
+    image_demo_tool = load_tool('misc/image_demo')
     from convnext_dense.apis.runner_setup import SetupError
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'empty' / 'notes.txt').write_text('not an image')

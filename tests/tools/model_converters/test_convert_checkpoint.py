@@ -10,7 +10,7 @@ import torch
 from conftest import import_timm
 from convnext_dense import ConvNeXt, load_pretrained
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def convert(src, dst, *options):
