@@ -5,7 +5,7 @@ VENV ?= .venv
 OFFICIAL_VENV ?= .venv-official
 PYTHON := $(VENV)/bin/python
 
-.PHONY: install install-official demo test test-quick test-largest test-official gpu-check
+.PHONY: install install-official demo lint test test-quick test-largest test-official gpu-check
 
 install: $(VENV)/.installed
 install-official: $(OFFICIAL_VENV)/.installed
@@ -20,6 +20,10 @@ $(OFFICIAL_VENV)/.installed: tools/install.sh requirements/official.txt requirem
 
 demo: install
 	PYTHON=$(PYTHON) bash tools/run_demo.sh
+
+# ruff (ruff.toml): pycodestyle, pyflakes and import order at 120 columns; CI runs it before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
 
 test: install
 	$(PYTHON) -m pytest -q -m "not largest"

@@ -5,12 +5,14 @@ registries (which mmdet's and mmseg's fall back to):
 
 - models: the ``ConvNeXt`` backbone (:mod:`.models.backbones.convnext`);
 - optimizer constructors: ``LearningRateDecayOptimizerConstructor`` (:mod:`.engine.optimizers`), which also stands in
-  for mmdet's and mmseg's constructors of that name, giving their own param groups for the backbones they handle;
+  (a change of :mod:`.patches`) for mmdet's and mmseg's constructors of that name, giving their own param groups for
+  the backbones they handle;
 - hooks: ``CheckFiniteLossHook``, ``ReproducibleResumeHook``, ``SafeCheckpointHook``, ``PreemptionHook`` (:mod:`.engine.hooks`; a config
   uses them only where it names them);
 - transforms: ``GuardedLoad`` (:mod:`.datasets.transforms`), which tools/train.py writes into the configs it saves;
 
-and makes the process-wide changes of :mod:`.patches` (weights-only checkpoint reads, ``mmseg::`` config scopes).
+and makes the process-wide changes of :mod:`.patches` (weights-only checkpoint reads, ``mmseg::`` config scopes, the
+layer-decay constructor name in mmdet's and mmseg's registries).
 It needs mmengine and mmcv (official or OneDL releases); mmdet and mmseg are each optional.
 """
 try:
@@ -21,16 +23,16 @@ except ImportError as error:
                       'them first (official: mmengine, mmcv with its ops; or the OneDL releases), with mmdet and/or '
                       'mmsegmentation; see the README, "Use it in your existing mmdet / mmseg environment"') from error
 
-from .patches import apply as _apply_patches
+from .checkpoint import CheckpointError, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
 from .datasets.transforms import BadSampleError, GuardedLoad
 from .engine.hooks import CheckFiniteLossHook, PreemptionHook, ReproducibleResumeHook, SafeCheckpointHook
 from .engine.optimizers import LearningRateDecayOptimizerConstructor
-from .checkpoint import CheckpointError, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
 from .models import ConvNeXt
+from .patches import apply as _apply_patches
 from .version import __version__
 
 __all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad',
            'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'PreemptionHook',
-           'ReproducibleResumeHook', 'SafeCheckpointHook', 'load_checkpoint', 'load_pretrained']
+           'ReproducibleResumeHook', 'SafeCheckpointHook', '__version__', 'load_checkpoint', 'load_pretrained']
 
 _apply_patches()

@@ -1,4 +1,7 @@
-"""Every process-wide change that ``import convnext_dense`` makes, in one place, each adapted to the mmengine present.
+"""Every process-wide change that ``import convnext_dense`` makes, in one place, each adapted to the releases present.
+
+Each is a :class:`Patch` in :data:`PATCHES`, naming the releases whose behaviour it changes (the versions CI runs; a
+test fails when another is installed, so that the patch is checked again before the pins move):
 
 1. mmengine's own checkpoint reads (``--resume``, ``load_from``, tools/test.py, ``Pretrained`` inits of local files) go
    through :func:`convnext_dense.checkpoint.backbone.safe_load` with ``weights_only=True``. OneDL mmengine falls back to
@@ -12,13 +15,18 @@
    OneDL distributions are called ``onedl-mmsegmentation`` etc., so every ``mmseg::`` reference failed with
    "mmsegmentation is not installed". A scope whose official distribution is installed keeps mmengine's mapping. A
    package installed without its ``.mim/configs`` is reported by name, with the fix.
+3. The name ``LearningRateDecayOptimizerConstructor`` resolves to ours in mmdet's and mmseg's registries, which hold
+   their own class of that name (:mod:`convnext_dense.engine.optimizers.layer_decay_optimizer_constructor`); ours hands
+   their models back to their class, so their configs keep their param groups.
 
-:func:`apply` makes both changes; it is idempotent.
+:func:`apply` makes every change; it is idempotent.
 """
 import os
 import os.path as osp
+from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, distribution
-from typing import Callable, List
+from typing import Callable, Dict, List, Tuple
 
 from mmengine.config import Config
 from mmengine.config import config as mmengine_config
@@ -26,6 +34,7 @@ from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
 from .checkpoint.reading import safe_load
+from .engine.optimizers.layer_decay_optimizer_constructor import LearningRateDecayOptimizerConstructor
 
 UNSAFE_LOAD_ENV = 'CONVNEXT_DENSE_UNSAFE_LOAD'
 HOW_TO_ALLOW = (f'load it with `--unsafe-load` (tools/train.py, tools/test.py) or with {UNSAFE_LOAD_ENV}=1 in the '
@@ -37,10 +46,22 @@ ONEDL_DISTRIBUTIONS = {
 }
 
 
+HOST_PACKAGES = ('mmdet', 'mmseg')
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One process-wide change: what it does, the releases it was written for (package -> versions), and the call
+    that makes it."""
+    what: str
+    targets: Dict[str, Tuple[str, ...]]
+    make: Callable[[], None]
+
+
 def apply() -> None:
-    """Make both process-wide changes (weights-only checkpoint reads, config scopes)."""
-    install_safe_loader()
-    resolve_config_scopes()
+    """Make every change of :data:`PATCHES`."""
+    for patch in PATCHES:
+        patch.make()
 
 
 # ---------------------------------------------------------------------------------- weights-only checkpoint reads
@@ -121,3 +142,49 @@ def _reporting_missing_configs(get_cfg_path):
 
     _get_cfg_path.reports_missing_configs = True
     return _get_cfg_path
+
+
+# ---------------------------------------------------------------------------------- the layer-decay constructor
+def take_over_layer_decay_name() -> None:
+    """In mmdet's and mmseg's registries (each optional), make ``LearningRateDecayOptimizerConstructor`` resolve to a
+    subclass of ours whose ``host_constructor`` is their own class."""
+    for package in HOST_PACKAGES:
+        try:
+            import_module(package)
+        except ModuleNotFoundError as error:
+            if error.name != package:  # the package is there but broken: say so
+                raise
+            continue
+        _take_over(import_module(f'{package}.registry').OPTIM_WRAPPER_CONSTRUCTORS)
+
+
+def _take_over(registry) -> None:
+    """Those registries import their own class lazily, on first use, and would then refuse a name already taken; so
+    ours is registered right after that import, by wrapping the registry's lazy import."""
+    if getattr(registry.import_from_location, 'takes_over_layer_decay', False):
+        return
+    import_own_modules = registry.import_from_location
+    name = LearningRateDecayOptimizerConstructor.__name__
+
+    def import_then_take_over():
+        import_own_modules()
+        current = registry.module_dict.get(name)
+        if current is None or not issubclass(current, LearningRateDecayOptimizerConstructor):
+            standing_in = type(name, (LearningRateDecayOptimizerConstructor, ), dict(
+                host_constructor=current, __module__=LearningRateDecayOptimizerConstructor.__module__,
+                __doc__=LearningRateDecayOptimizerConstructor.__doc__))
+            registry.register_module(name=name, module=standing_in, force=True)
+
+    import_then_take_over.takes_over_layer_decay = True
+    registry.import_from_location = import_then_take_over
+
+
+MMENGINE = ('0.10.7', '0.10.12')  # official, OneDL
+PATCHES = (
+    Patch('mmengine reads local checkpoints weights-only, allowing what mmengine itself saves',
+          dict(mmengine=MMENGINE), install_safe_loader),
+    Patch('mmdet::, mmseg::, mmpretrain:: base configs resolve with the OneDL distributions',
+          dict(mmengine=MMENGINE), resolve_config_scopes),
+    Patch("LearningRateDecayOptimizerConstructor resolves to ours in mmdet's and mmseg's registries",
+          dict(mmengine=MMENGINE, mmdet=('3.3.0', '3.5.1'), mmseg=('1.2.2', '1.4.2')), take_over_layer_decay_name),
+)

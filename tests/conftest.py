@@ -1,4 +1,5 @@
 import importlib.util
+import math
 import subprocess
 import sys
 import types
@@ -6,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIGS = REPO / 'configs' / 'demo'
@@ -93,3 +97,38 @@ def save_random_checkpoint(config: Path, path: Path) -> str:
     meta = dict(epoch=1, iter=1, cfg=cfg.pretty_text, dataset_meta=dataset_meta)
     torch.save(dict(meta=meta, state_dict=model.state_dict()), path)
     return str(path)
+
+
+class ToyModel(BaseModel):
+    """The smallest mmengine model a Runner trains: one linear layer, a loss of two parts (``loss_toy`` and a constant
+    ``loss_const``), for the hook tests."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        out = self.linear(torch.stack(inputs))
+        return dict(loss_toy=out.pow(2).mean(), loss_const=out.new_tensor(1.0)) if mode == 'loss' else out
+
+
+class ToyData(torch.utils.data.Dataset):
+    """Eight samples, one per iteration at batch size 1; those at ``bad`` (0-based) hold an infinite input, which
+    makes :class:`ToyModel`'s loss non-finite."""
+
+    def __init__(self, bad=()):
+        self.bad = set(bad)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        value = math.inf if i in self.bad else float(i)
+        sample = BaseDataElement(metainfo=dict(img_path=f'img{i}.jpg'))
+        return dict(inputs=torch.tensor([value, 1.0]), data_samples=sample)
+
+
+def toy_train_dataloader(bad=()) -> dict:
+    """A Runner's ``train_dataloader`` over :class:`ToyData`, in order, one sample per iteration."""
+    return dict(dataset=ToyData(bad), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=1, num_workers=0,
+                collate_fn=dict(type='pseudo_collate'))

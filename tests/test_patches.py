@@ -1,6 +1,7 @@
-"""The process-wide changes of convnext_dense.patches: `mmseg::` (etc.) config scopes resolve with whichever
-distribution provides the package, official or OneDL; mmengine's local checkpoint reads are weights-only and allow
-exactly what mmengine itself saves, on either mmengine (OneDL 0.10.12 has an allowlist, official 0.10.7 none)."""
+"""The process-wide changes of convnext_dense.patches, each on the releases it targets: `mmseg::` (etc.) config scopes
+resolve with whichever distribution provides the package, official or OneDL (mmengine 0.10.7 / 0.10.12); mmengine's
+local checkpoint reads are weights-only and allow exactly what mmengine itself saves (OneDL 0.10.12 has an allowlist,
+official 0.10.7 none); LearningRateDecayOptimizerConstructor is ours in mmdet 3.3 / 3.5 and mmseg 1.2 / 1.4."""
 import subprocess
 import sys
 import textwrap
@@ -74,18 +75,18 @@ def test_importing_the_package_resolves_the_scopes(tmp_path):
     assert result.stdout.strip() == 'UPerHead'
 
 
-@pytest.mark.parametrize('base', ['mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
-                                  pytest.param('mmseg::_base_/models/upernet_convnext.py',  # imports mmpretrain.models
-                                               marks=pytest.mark.skipif(not _installed('onedl-mmpretrain') and
-                                                                        not _installed('mmpretrain'),
-                                                                        reason='mmpretrain is not installed here')),
-                                  pytest.param('mmpretrain::_base_/models/convnext/convnext-tiny.py',
-                                               marks=pytest.mark.skipif(not _installed('onedl-mmpretrain') and
-                                                                        not _installed('mmpretrain'),
-                                                                        reason='mmpretrain is not installed here'))])
-def test_scopes_resolve_to_installed_configs(tmp_path, base):
+NEEDS_MMPRETRAIN = pytest.mark.skipif(not _installed('onedl-mmpretrain') and not _installed('mmpretrain'),
+                                      reason='mmpretrain (a test reference) is not installed on this stack')
+
+
+@pytest.mark.parametrize('base, model_type', [
+    ('mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py', 'CascadeRCNN'),
+    pytest.param('mmseg::_base_/models/upernet_convnext.py', 'EncoderDecoder', marks=NEEDS_MMPRETRAIN),
+    pytest.param('mmpretrain::_base_/models/convnext/convnext-tiny.py', 'ImageClassifier', marks=NEEDS_MMPRETRAIN)])
+def test_scopes_resolve_to_installed_configs(tmp_path, base, model_type):
+    """Each scope's base config is found in the installed distribution and read whole: its own model type."""
     cfg = Config.fromfile(_write_config(tmp_path, base))
-    assert cfg.model.type in ('CascadeRCNN', 'EncoderDecoder', 'ImageClassifier')
+    assert cfg.model.type == model_type
 
 
 def test_scopes_map_to_the_installed_distribution():
@@ -134,3 +135,35 @@ def test_mmengine_own_objects_load_weights_only_and_others_are_refused(tmp_path,
     torch.save(dict(meta=dict(callback=print)), path)
     with pytest.raises(CheckpointError, match=r'refused to load.*print.*--unsafe-load'):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+
+
+@pytest.mark.parametrize('patch', patches.PATCHES, ids=lambda patch: patch.make.__name__)
+def test_each_patch_targets_the_installed_releases(patch):
+    """A patch reaches into the internals of the releases it names; another release needs the patch checked again
+    (and its versions added here) before the pins move."""
+    import importlib
+    for package, versions in patch.targets.items():
+        installed = importlib.import_module(package).__version__
+        assert installed in versions, (f'{patch.what}: written for {package} {" / ".join(versions)}, '
+                                       f'{installed} is installed; check the patch against it')
+
+
+def test_patches_are_applied_once_whatever_the_calls():
+    """apply() is idempotent: the wrapped registry import and the config-path wrapper are not stacked."""
+    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    import_hook, get_cfg_path = OPTIM_WRAPPER_CONSTRUCTORS.import_from_location, Config._get_cfg_path
+    patches.apply()
+    assert OPTIM_WRAPPER_CONSTRUCTORS.import_from_location is import_hook
+    assert Config._get_cfg_path is get_cfg_path
+
+
+@pytest.mark.parametrize('scope', patches.HOST_PACKAGES)
+def test_layer_decay_name_resolves_to_ours_standing_in_for_the_hosts(scope):
+    """mmdet 3.3 / 3.5 and mmseg 1.2 / 1.4 register their own LearningRateDecayOptimizerConstructor; after the import
+    the name resolves to ours in their registry, which keeps theirs as the host constructor for their models."""
+    import importlib
+    from convnext_dense import LearningRateDecayOptimizerConstructor
+    registry = importlib.import_module(f'{scope}.registry').OPTIM_WRAPPER_CONSTRUCTORS
+    resolved = registry.get('LearningRateDecayOptimizerConstructor')
+    assert issubclass(resolved, LearningRateDecayOptimizerConstructor)
+    assert resolved.host_constructor.__module__.startswith(f'{scope}.engine.optimizers')

@@ -1,25 +1,20 @@
-"""What the benchmark tools share: config loading, model building, synthetic batches, timing and reports.
+"""The harness the benchmark tools share: their common command-line arguments, the config and model as the runner
+would build them (random weights, wrapped as the launcher has mmengine wrap them), and the timed loop with what is
+recorded beside it (GPU peaks, peak RSS, the software environment).
 
-Every config is measured in its own process (:func:`run_isolated`) so that peak-memory counters, allocator caches and
-compile caches of one model never leak into the next one's numbers.
+The synthetic batches are in :mod:`.synthetic_batches`, running each measurement in its own process in
+:mod:`.process_isolation`, and the tables, JSON and charts in :mod:`.reports`.
 """
 import argparse
 import contextlib
 import copy
-import gc
-import json
 import platform
 import resource
 import statistics
-import subprocess
-import sys
-import textwrap
 import time
-import traceback
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation'}
@@ -31,8 +26,8 @@ GIB = 2**30
 # ----------------------------------------------------------------------------------------------------------- CLI
 def add_common_args(parser: argparse.ArgumentParser, out_dir: str, configs_required: bool = True):
     from mmengine.config import DictAction
-    parser.add_argument('configs', nargs='+' if configs_required else '*', metavar='CONFIG', help='mmdet or mmseg config files, each measured '
-                        'in its own process')
+    parser.add_argument('configs', nargs='+' if configs_required else '*', metavar='CONFIG',
+                        help='mmdet or mmseg config files, each measured in its own process')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='overrides applied to every config, e.g. model.backbone.with_cp=True')
     parser.add_argument('--batch-size', type=int, default=2, help='images per training step (default 2, as in '
@@ -83,10 +78,12 @@ def load_benchmark_config(path: str, cfg_options: dict):
 
 
 def config_task(cfg) -> str:
+    """``'detection'`` or ``'segmentation'``, from the config's registry scope."""
     return TASKS[cfg.default_scope]
 
 
 def resolve_device(name: Optional[str]) -> torch.device:
+    """The device asked for, or CUDA where torch sees one and the CPU otherwise."""
     return torch.device(name or ('cuda' if torch.cuda.is_available() else 'cpu'))
 
 
@@ -116,8 +113,10 @@ LAUNCHERS = ('pytorch', 'none')  # as tools/train.py's --launcher: distributed (
 
 @contextlib.contextmanager
 def process_group_for(launcher: str, device: torch.device):
-    """For ``launcher='pytorch'``, a process group of this one process (unless one exists), destroyed on exit; drop
-    the models wrapped in it first."""
+    """For ``launcher='pytorch'``, a process group of this one process (unless one exists), ended on exit by
+    :func:`~convnext_dense.apis.runner_setup.end_distributed` as a training run ends it. Drop the models wrapped in it
+    first: a DDP model holds the group."""
+    from ..apis.runner_setup import end_distributed
     dist = torch.distributed
     created = launcher == 'pytorch' and not dist.is_initialized()
     if created:
@@ -127,8 +126,7 @@ def process_group_for(launcher: str, device: torch.device):
         yield
     finally:
         if created:
-            gc.collect()  # a DDP model in a reference cycle still holds the group
-            dist.destroy_process_group()
+            end_distributed()
 
 
 def wrap_as_launched(cfg, model: torch.nn.Module, launcher: str, device: torch.device) -> torch.nn.Module:
@@ -159,6 +157,8 @@ def wrap_as_launched(cfg, model: torch.nn.Module, launcher: str, device: torch.d
 
 
 def build_backbone(cfg, device: torch.device) -> torch.nn.Module:
+    """The config's backbone alone, random weights and SyncBN as BN, as :func:`build_model` builds it inside the
+    model: for timing the backbone without the heads."""
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS
     backbone = MODELS.build(copy.deepcopy(cfg.model.backbone))
@@ -170,84 +170,6 @@ def num_params_m(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
 
-def num_classes(cfg) -> int:
-    """The smallest ``num_classes`` of the model's heads, so every synthetic label is valid for all of them."""
-    found = []
-
-    def visit(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == 'num_classes' and isinstance(value, int):
-                    found.append(value)
-                visit(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                visit(value)
-
-    visit(cfg.model)
-    if not found:
-        raise ValueError('no num_classes in the model config; the synthetic labels need one')
-    return min(found)
-
-
-# ------------------------------------------------------------------------------------------- synthetic batches
-def synthetic_batch(cfg, batch_size: int, shape: tuple, rng: np.random.Generator, with_gt: bool = True,
-                    num_instances: int = 7) -> dict:
-    """A batch as the mmdet/mmseg data loaders deliver it (uint8 CHW images plus data samples), before the
-    model's data preprocessor. Detection: ``num_instances`` boxes (HorizontalBoxes) with elliptic BitmapMasks and
-    labels per image. Segmentation: a label map of random blocks."""
-    height, width = shape
-    classes = num_classes(cfg)
-    inputs, samples = [], []
-    for index in range(batch_size):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
-        meta = dict(img_id=index, img_path=f'synthetic_{index}.jpg', ori_shape=shape, img_shape=shape,
-                    pad_shape=shape, scale_factor=(1.0, 1.0), flip=False, flip_direction=None)
-        if config_task(cfg) == 'detection':
-            samples.append(_detection_sample(meta, rng, classes, num_instances, with_gt))
-        else:
-            samples.append(_segmentation_sample(meta, rng, classes, with_gt))
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def _detection_sample(meta: dict, rng: np.random.Generator, classes: int, count: int, with_gt: bool):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.bbox import HorizontalBoxes
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    sample = DetDataSample(metainfo=meta)
-    if not with_gt:
-        return sample
-    height, width = meta['img_shape']
-    sizes = rng.uniform(0.05, 0.5, (count, 2)) * (width, height)
-    corners = rng.uniform(0, 1, (count, 2)) * ((width, height) - sizes)
-    boxes = np.concatenate([corners, corners + sizes], axis=1).astype(np.float32)
-    masks = np.zeros((count, height, width), dtype=np.uint8)
-    ys, xs = np.mgrid[:height, :width]
-    for mask, (x1, y1, x2, y2) in zip(masks, boxes):
-        cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
-        mask[((xs - cx) / rx)**2 + ((ys - cy) / ry)**2 <= 1] = 1
-    sample.gt_instances = InstanceData(
-        bboxes=HorizontalBoxes(torch.from_numpy(boxes)),
-        labels=torch.from_numpy(rng.integers(0, classes, count)),
-        masks=BitmapMasks(masks, height, width))
-    return sample
-
-
-def _segmentation_sample(meta: dict, rng: np.random.Generator, classes: int, with_gt: bool):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    sample = SegDataSample(metainfo=dict(meta, reduce_zero_label=False))
-    if not with_gt:
-        return sample
-    height, width = meta['img_shape']
-    block = 16
-    coarse = rng.integers(0, classes, (-(-height // block), -(-width // block)))
-    labels = np.kron(coarse, np.ones((block, block), dtype=coarse.dtype))[:height, :width]
-    sample.gt_sem_seg = PixelData(data=torch.from_numpy(labels[None].astype(np.int64)))
-    return sample
-
-
 # ---------------------------------------------------------------------------------------------- measurement
 def synchronize(device: torch.device):
     if device.type == 'cuda':
@@ -255,8 +177,11 @@ def synchronize(device: torch.device):
 
 
 def time_steps(step: Callable, make_input: Callable, warmup: int, iters: int, device: torch.device) -> List[float]:
-    """Seconds per ``step(make_input())``, synchronized, ``make_input`` untimed. The GPU peak-memory counters are
-    reset after the warm-up, so peaks are those of steady-state steps (optimizer state included)."""
+    """Seconds per ``step(make_input())`` over ``iters`` calls after ``warmup`` untimed ones: every timing of the
+    benchmarks goes through this loop. ``make_input`` is untimed (a fresh copy of a batch that the step would
+    modify); on CUDA the device is synchronized around each step, so the time is that of its kernels, and the
+    peak-memory counters are reset after the warm-up, so peaks are those of steady-state steps (optimizer state
+    included)."""
     for _ in range(warmup):
         step(make_input())
     synchronize(device)
@@ -319,121 +244,3 @@ def _cpu_name() -> str:
 def apply_env_cfg(cfg):
     """What the runner would set from ``env_cfg`` that changes speed."""
     torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
-
-
-# ------------------------------------------------------------------------------------------ process isolation
-def worker_main(args: argparse.Namespace, measure: Callable[[argparse.Namespace], dict]) -> int:
-    """Measure ``args.configs[0]`` in this process and write the result JSON for the parent."""
-    config = args.configs[0]
-    result = dict(config=config, status='ok', error=None)
-    code = 0
-    try:
-        result.update(measure(args))
-    except torch.OutOfMemoryError as exc:
-        result.update(status='oom', error=str(exc).splitlines()[0])
-    except Exception as exc:  # reported in the table and the JSON, the traceback goes to the log
-        traceback.print_exc()
-        result.update(status='failed', error=f'{type(exc).__name__}: {exc}')
-        code = 1
-    device = resolve_device(args.device)
-    result.setdefault('env', environment(device))
-    result['peak_rss_mib'] = peak_rss_mib()
-    Path(args.worker_result).write_text(json.dumps(result, indent=2, default=str))
-    return code
-
-
-def run_isolated(script: str, args: argparse.Namespace, argv: List[str]) -> List[dict]:
-    """Run ``script`` once per config in a fresh Python process; collect the result dicts in config order."""
-    out_dir = Path(args.out_dir)
-    (out_dir / 'logs').mkdir(parents=True, exist_ok=True)
-    others = [a for a in argv if a not in args.configs]
-    names = unique_names(args.configs)
-    results = []
-    for config, name in zip(args.configs, names):
-        result_file = out_dir / 'logs' / f'{name}.json'
-        log_file = out_dir / 'logs' / f'{name}.log'
-        result_file.unlink(missing_ok=True)
-        print(f'[{name}] measuring {config} (log: {log_file})', flush=True)
-        with open(log_file, 'w') as log:
-            proc = subprocess.run([sys.executable, script, config, '--worker-result', str(result_file), *others],
-                                  stdout=log, stderr=subprocess.STDOUT)
-        if result_file.is_file():
-            result = json.loads(result_file.read_text())
-        else:
-            tail = log_file.read_text().strip().splitlines()[-1:] or ['']
-            result = dict(config=config, status='failed', error=f'worker exited with code {proc.returncode}: '
-                          f'{tail[0]}')
-        result['name'] = name
-        if result['status'] != 'ok':
-            print(f'[{name}] {result["status"].upper()}: {result["error"]} (see {log_file})', flush=True)
-        results.append(result)
-    return results
-
-
-def unique_names(configs: Sequence[str]) -> List[str]:
-    stems = [Path(c).stem for c in configs]
-    return [stem if stems.count(stem) == 1 else f'{i}_{stem}' for i, stem in enumerate(stems)]
-
-
-# ------------------------------------------------------------------------------------------------- reporting
-def result_env(results: List[dict]) -> dict:
-    """The environment the workers measured in (device, versions); empty if none got that far."""
-    return next((r['env'] for r in results if 'env' in r), {})
-
-
-def report_header(results: List[dict]) -> List[str]:
-    env = result_env(results)
-    lines = [f"device: {env.get('device_name', '?')} | torch {env.get('torch', '?')}"
-             + (f" (CUDA {env['cuda']})" if env.get('cuda') else '')
-             + f" | mmdet {env.get('mmdet', '?')} | mmseg {env.get('mmseg', '?')} | mmcv {env.get('mmcv', '?')}"]
-    if env.get('device') == 'cpu':
-        lines.append('CPU RUN: no GPU memory; memory is the peak RSS of each benchmark process (ru_maxrss), '
-                     'times are CPU times')
-    return lines
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    line = lambda cells: ' | '.join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return '\n'.join([line(headers), '-+-'.join('-' * w for w in widths), *map(line, rows)])
-
-
-def fmt(value, spec: str = '.3f') -> str:
-    return '-' if value is None else format(value, spec)
-
-
-def write_report(out_dir: str, stem: str, payload: dict, table: str,
-                 panels: Sequence[tuple], names: Sequence[str]) -> Dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.txt`` (the table) and ``<stem>.png`` (one bar panel per metric)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = dict(json=out / f'{stem}.json', table=out / f'{stem}.txt', png=out / f'{stem}.png')
-    paths['json'].write_text(json.dumps(payload, indent=2, default=str))
-    paths['table'].write_text(table + '\n')
-    bar_chart(paths['png'], names, panels, title=payload['title'])
-    return paths
-
-
-def bar_chart(path: Path, names: Sequence[str], panels: Sequence[tuple], title: str):
-    """``panels``: (title, unit, {series: [value per name, None where missing]}) each, drawn side by side."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    width = max(4.5, 1.2 * len(names) + 2.5) * len(panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 5.2), squeeze=False)
-    x = np.arange(len(names))
-    for ax, (panel_title, unit, series) in zip(axes[0], panels):
-        bar_width = 0.8 / len(series)
-        for k, (label, values) in enumerate(series.items()):
-            # A missing value (failed or OOM run) is an empty bar labelled n/a.
-            bars = ax.bar(x + (k - (len(series) - 1) / 2) * bar_width, [v or 0 for v in values], bar_width, label=label)
-            ax.bar_label(bars, labels=['n/a' if v is None else f'{v:.4g}' for v in values], fontsize=7)
-        ax.set_title(panel_title)
-        ax.set_ylabel(unit)
-        ax.set_xticks(x, names, rotation=20, ha='right', fontsize=8)
-        if len(series) > 1:
-            ax.legend(fontsize=8)
-    fig.suptitle(textwrap.fill(title, width=int(width * 14)), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -21,6 +21,7 @@ from ..checkpoint import load_checkpoint as load_checkpoint_into
 from ..checkpoint.reading import HF_WEIGHT_FILES
 from ..datasets.data_checks import check_annotations, check_num_classes
 from ..engine.optimizers.precision import is_amp, without_amp
+from ..engine.runner_internals import mark_weights_loaded
 from ..engine.safeguards import apply_safeguards
 from ..patches import UNSAFE_LOAD_ENV
 from ..utils.config_tree import get, leaf_datasets, walk
@@ -212,7 +213,7 @@ def _trained_model_loader(runner, new_classes: bool):
             raise SetupError(str(exc)) from None
         checkpoint = dict(meta=dict(dataset_meta=report.dataset_meta), state_dict=model.state_dict())
         runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        runner._has_loaded = True
+        mark_weights_loaded(runner)
         return checkpoint
 
     return load_checkpoint

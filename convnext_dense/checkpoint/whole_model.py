@@ -23,8 +23,18 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
-from .backbone import (OFFICIAL_LAYOUT, LoadReport, Renames, abbreviate, arch_hint, backbone_prefix, format_report,
-                       rename, sort_by_fit, to_backbone_state_dict)
+from .backbone import (
+    LoadReport,
+    Renames,
+    abbreviate,
+    arch_hint,
+    backbone_prefix,
+    format_report,
+    rename,
+    sort_by_fit,
+    takes_official_layout,
+    to_backbone_state_dict,
+)
 from .reading import HF_WEIGHT_FILES, CheckpointError, resolve_weights_file, unwrap_state_dict
 
 # Head renames, by the layout of the backbone (which tells the framework); layouts not listed name their heads as we do.

@@ -19,9 +19,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import mmcv
 import numpy as np
 
-from .transforms.guarded_load import IGNORE_INDEX
 from ..utils import first_n
 from ..utils.config_tree import leaf_datasets, walk
+from .transforms.guarded_load import IGNORE_INDEX
 
 # The heads whose num_classes must be the data set's number of classes (the RPN is class-agnostic).
 CLASS_HEADS = dict(mmdet=re.compile(r'model\.(roi_head\.(bbox_head|mask_head)|bbox_head)(\.\d+)?'),

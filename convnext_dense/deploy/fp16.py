@@ -4,7 +4,7 @@
 over a feature map overflows fp16), RoiAlign and NonMaxSuppression (box coordinates and score ties) and the residual
 additions, inserting Casts where the precisions meet. The residual stream of a trained ConvNeXt grows to magnitudes
 where fp16's step is coarse, and each block adds a small layer-scaled update to it: in fp16 those updates are rounded
-away (the demo Mask R-CNN's scores moved by 0.02 against fp32; 3e-4 with the stream in fp32). The arithmetic of the
+away, and the scores drift from fp32's (the README's Deploy section gives the figures). The arithmetic of the
 export module around the layers (box decoding, mask pasting, the final resize) stays fp32. Shape arithmetic, constants
 feeding it and the graph's inputs and outputs stay as exported (float32), so a converted graph is used exactly like
 the fp32 one. Which inputs of an op follow its data's type comes from the op's ONNX schema (Resize's ``scales`` stay

@@ -7,8 +7,8 @@ training and stop evaluation with the file named (:mod:`convnext_dense.datasets.
 """
 from typing import List
 
-from ..datasets.transforms.guarded_load import IGNORE_INDEX, GuardedLoad
 from ..datasets.data_checks import dataset_classes, ignore_index
+from ..datasets.transforms.guarded_load import IGNORE_INDEX, GuardedLoad
 from ..utils.config_tree import datasets
 from .hooks.finite_loss_hook import CheckFiniteLossHook
 from .hooks.preemption_hook import PreemptionHook

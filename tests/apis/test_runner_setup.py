@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from convnext_dense import CheckpointError, ConvNeXt
 from convnext_dense.apis.runner_setup import (SetupError, adapt_to_machine, check_data, check_pretrained, load_config,
-                                         require_checkpoint)
+                                              require_checkpoint)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_DET = str(REPO / 'configs' / 'demo' / 'mask_rcnn_convnext_atto_demo.py')
@@ -89,8 +90,14 @@ def test_missing_pretrained_backbone_suggests_training_without_it(demo_data):
 
 
 def test_remote_checkpoints_are_left_to_their_loader(demo_data):
-    cfg = load_config(DEMO_DET, {'model.backbone.pretrained': 'https://example.com/convnext_atto.pth'})
-    check_pretrained(cfg)
+    """The up-front check looks at local files only: a URL passes it where a missing local file does not, and the
+    backbone's loader then refuses the URL, naming the fix, without touching the network."""
+    url = 'https://example.com/convnext_atto.pth'
+    check_pretrained(load_config(DEMO_DET, {'model.backbone.pretrained': url}))
+    with pytest.raises(SetupError, match=r'pretrained checkpoint not found: missing\.pth \(model\.backbone\.pretrained\)'):
+        check_pretrained(load_config(DEMO_DET, {'model.backbone.pretrained': 'missing.pth'}))
+    with pytest.raises(CheckpointError, match='checkpoints are not downloaded.*pass the local path'):
+        ConvNeXt('atto', pretrained=url).init_weights()
 
 
 def test_bad_test_output_name():

@@ -11,22 +11,15 @@ checkpoints/, or random weights where it has none). Prints a line per map (stage
 Configs that infer in sliding windows show the first window.
 """
 import argparse
-import copy
-import math
 import sys
 from pathlib import Path
 
-import matplotlib
 import torch
 
-matplotlib.use('Agg')  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-# Model loading and inference shared with tools/misc/image_demo.py.
-from convnext_dense import CheckpointError  # noqa: E402
-from convnext_dense.apis.inference import load_model, predict, read_rgb  # noqa: E402
-from convnext_dense.apis.runner_setup import (SetupError, add_cfg_options_arg, load_config,  # noqa: E402
-                                                require_checkpoint)
+from convnext_dense import CheckpointError  # the import registers the backbone; mmengine reads checkpoints weights-only
+from convnext_dense.apis.inference import load_model, read_rgb
+from convnext_dense.apis.runner_setup import SetupError, add_cfg_options_arg, load_config, require_checkpoint
+from convnext_dense.visualization.feature_maps import backbone_init, capture_backbone, plot_feature_maps, stage_maps
 
 
 def parse_args():
@@ -39,59 +32,6 @@ def parse_args():
                         help='device to run the model on (default: cuda:0 if there is a GPU, else cpu)')
     add_cfg_options_arg(parser)
     return parser.parse_args()
-
-
-def backbone_init(cfg) -> tuple:
-    """The backbone's init_cfg (the inference APIs drop it) and a description of the weights it gives."""
-    init_cfg = copy.deepcopy(cfg.model.backbone.get('init_cfg'))
-    if not init_cfg or init_cfg.get('type') != 'Pretrained':
-        return None, 'random weights'
-    path = str(init_cfg.checkpoint)
-    if '://' in path:
-        raise SetupError(f'model.backbone.init_cfg loads {path}, a download; put the file under checkpoints/ and give '
-                         'its path with --cfg-options model.backbone.init_cfg.checkpoint=PATH (this tool does not '
-                         'download), or give --checkpoint')
-    if not Path(path).is_file():
-        raise SetupError(f'pretrained checkpoint not found: {path} (model.backbone.init_cfg); download it (see the '
-                         'README), give a trained model with --checkpoint, or look at random weights with '
-                         '--cfg-options model.backbone.init_cfg=None')
-    return init_cfg, f'pretrained backbone: {Path(path).name}'
-
-
-def capture_backbone(model, image_path: Path) -> tuple:
-    """(backbone input, backbone outputs, the image's shape after resizing) of the first backbone call of one
-    inference."""
-    calls = []
-    handle = model.backbone.register_forward_hook(lambda module, args, output: calls.append((args[0], output)))
-    try:
-        with torch.no_grad():
-            result = predict(model, image_path)
-    finally:
-        handle.remove()
-    x, outputs = calls[0]
-    return x, tuple(outputs), result.metainfo['img_shape'][:2]
-
-
-def stride_of(input_size: int, output_size: int) -> int:
-    """The power of two ``s`` with ``ceil(input_size / s) == output_size`` (smallest if several): the backbone pads
-    what a stride does not divide."""
-    stride = 1
-    while math.ceil(input_size / stride) > output_size:
-        stride *= 2
-    return stride
-
-
-def first_component(feature: torch.Tensor) -> tuple:
-    """(H x W map of the first principal component, share of the variance it explains) of a C x H x W map."""
-    channels, height, width = feature.shape
-    pixels = feature.reshape(channels, -1).T.double()
-    pixels = pixels - pixels.mean(0)
-    u, s, _ = torch.linalg.svd(pixels, full_matrices=False)
-    component = u[:, 0] * s[0]
-    if (component ** 3).sum() < 0:  # the sign of a component is arbitrary: put the long tail on the bright side
-        component = -component
-    explained = float(s[0] ** 2 / (s ** 2).sum()) if s.abs().sum() > 0 else 0.0
-    return component.reshape(height, width).float(), explained
 
 
 def main():
@@ -116,28 +56,13 @@ def main():
     except CheckpointError as exc:
         sys.exit(f'error: {exc}')
 
-    x, outputs, (img_h, img_w) = capture_backbone(model, Path(args.image))
-    fig, axes = plt.subplots(1, len(outputs) + 1, figsize=(3.2 * (len(outputs) + 1), 3.6), squeeze=False)
-    axes[0][0].imshow(image)
-    axes[0][0].set_title(f'input {Path(args.image).name}\n{tuple(x.shape[1:])} to the backbone', fontsize=9)
-    for i, (ax, feature) in enumerate(zip(axes[0][1:], outputs), 1):
-        channels, height, width = feature.shape[1:]
-        stride = stride_of(x.shape[2], height)
-        # The part of the map over the resized image; the rest sees only the padding of the batch.
-        visible = feature[0, :, :min(height, math.ceil(img_h / stride)), :min(width, math.ceil(img_w / stride))]
-        heat, explained = first_component(visible.cpu())
-        ax.imshow(heat.numpy(), cmap='inferno', interpolation='nearest')
-        ax.set_title(f'stage {i}: stride {stride}\n{channels} x {height} x {width}, PC1 {explained:.0%} of var.',
-                     fontsize=9)
-        print(f'stage {i}: stride {stride}, {channels} x {height} x {width} (C x H x W)')
-    for ax in axes[0]:
-        ax.set_axis_off()
-    fig.suptitle(f'{Path(args.config).name} ({weights}): backbone outputs, first principal component', fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))  # room for the suptitle, which tight_layout leaves out
+    x, outputs, image_shape = capture_backbone(model, Path(args.image))
+    maps = stage_maps(x, outputs, image_shape)
+    for stage in maps:
+        print(stage.describe())
     out = Path(args.out or f'features_{Path(args.image).stem}.png')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    plot_feature_maps(image, Path(args.image).name, x.shape[1:], maps,
+                      f'{Path(args.config).name} ({weights}): backbone outputs, first principal component', out)
     print(out)
 
 

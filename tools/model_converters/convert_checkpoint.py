@@ -15,13 +15,10 @@ does the conversion once and leaves a file that loads with ``weights_only=True``
 """
 import argparse
 import os
-import os.path as osp
 import sys
 
-import torch
-
-from convnext_dense.checkpoint.backbone import CheckpointError, LoadReport, backbone_prefix, to_backbone_state_dict
-from convnext_dense.checkpoint.whole_model import ModelLoadReport, read_model_checkpoint, to_model_state_dict
+from convnext_dense.checkpoint.conversion import convert
+from convnext_dense.checkpoint.reading import CheckpointError
 from convnext_dense.patches import UNSAFE_LOAD_ENV
 
 
@@ -33,24 +30,6 @@ def parse_args():
                         help='load SRC with weights_only=False: only for files from a source you trust, since '
                              'unpickling arbitrary objects can run code')
     return parser.parse_args()
-
-
-def convert(src: str, dst: str) -> LoadReport:
-    if osp.abspath(src) == osp.abspath(dst):
-        raise CheckpointError(f'{dst}: the output would overwrite the input; give another path')
-    tensors, meta = read_model_checkpoint(src)
-    if backbone_prefix(tensors) == 'backbone.':
-        report = ModelLoadReport(source=src, format='unknown')
-        state_dict = to_model_state_dict(tensors, meta, report)
-        out_meta = dict(source=osp.basename(src), format=report.format, dataset_meta=report.dataset_meta)
-    else:
-        report = LoadReport(source=src, format='unknown')
-        state_dict = to_backbone_state_dict(tensors, report)
-        out_meta = dict(source=osp.basename(src), format=report.format)
-    report.loaded = sorted(state_dict)
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=out_meta), dst)
-    return report
 
 
 def main():

@@ -69,7 +69,7 @@ class ReproducibleResumeHook(Hook):
         loop = runner.train_loop
         if isinstance(loop, IterBasedTrainLoop):
             # The loop now skips the batches already trained; official mmengine does so by loading them, which draws
-            # random numbers (the ~1e-4 drift of a resume there): restore the states after the skip.
+            # random numbers (a resume there drifts from the interrupted run): restore the states after the skip.
             loop.dataloader_iterator = _RestoreAfterSkip(loop, runner.iter, lambda: _restore(runner, states))
             return
         done = runner.iter - runner.epoch * len(loop.dataloader)

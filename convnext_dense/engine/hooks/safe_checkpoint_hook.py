@@ -28,6 +28,8 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
+from ..runner_internals import resume_without_checkpoint, set_checkpoint_to_resume
+
 BACKEND = 'convnext_dense_atomic_local'
 TMP_PREFIX = '.tmp-'  # temporary files are '.tmp-<final name>' next to their final name
 POINTER = 'last_checkpoint'
@@ -137,8 +139,8 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_run(self, runner) -> None:
         # Runs before the Runner resumes (Runner.train calls before_run, then load_or_resume).
-        if runner._resume and runner._load_from is None:
-            runner._load_from = checkpoint_to_resume(runner.work_dir, runner.logger)
+        if resume_without_checkpoint(runner):
+            set_checkpoint_to_resume(runner, checkpoint_to_resume(runner.work_dir, runner.logger))
 
     def before_train(self, runner) -> None:
         super().before_train(runner)

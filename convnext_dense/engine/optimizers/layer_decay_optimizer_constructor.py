@@ -1,7 +1,7 @@
 """Layer-wise / stage-wise learning-rate decay, one constructor name for mmdet, mmseg and mmengine alike.
 
 mmdet and mmseg each register a constructor named ``LearningRateDecayOptimizerConstructor`` (copies of the official
-ConvNeXt one; mmseg's also serves BEiT and MAE). Importing this module makes that name resolve to
+ConvNeXt one; mmseg's also serves BEiT and MAE). ``import convnext_dense`` makes that name resolve to
 :class:`LearningRateDecayOptimizerConstructor` in both registries and in mmengine's root, which decides per model:
 
 1. a model with our ConvNeXt gets our param groups (official layer ids asked from the backbone, ``custom_keys`` for the
@@ -11,10 +11,12 @@ ConvNeXt one; mmseg's also serves BEiT and MAE). Importing this module makes tha
    groups they got without the import;
 3. a backbone that neither handles gets layer decay when it exposes mmpretrain's ``get_layer_depth(param_name,
    prefix)``.
+
+The registries of mmdet and mmseg are taken over by :func:`convnext_dense.patches.take_over_layer_decay_name`, with the
+other process-wide changes, which sets ``host_constructor`` on the class standing in for theirs.
 """
 import copy
 import logging
-from importlib import import_module
 from typing import Callable, Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
@@ -26,7 +28,6 @@ from ...models.backbones.convnext import DECAY_TYPES, NUM_STAGES, ConvNeXt
 
 NAME = 'LearningRateDecayOptimizerConstructor'
 OUR_KEYS = ('decay_rate', 'num_layers', 'decay_type', 'custom_keys')
-HOST_PACKAGES = ('mmdet', 'mmseg')
 
 # (relative parameter name) -> (layer id, number of layers + 2): the scale is decay_rate ** (count - id - 1).
 LayerDepth = Callable[[str], Tuple[int, int]]
@@ -163,32 +164,3 @@ def _unsupported(module: nn.Module) -> str:
             'backbones mmdet/mmseg handle themselves (mmseg: BEiT, MAE) and to any backbone with a '
             "get_layer_depth(param_name, prefix) method; for others drop the constructor (or use custom_keys with "
             "mmengine's DefaultOptimWrapperConstructor)")
-
-
-def _take_over(registry) -> None:
-    """Make ``registry`` (mmdet's or mmseg's) resolve NAME to a subclass of ours that delegates to its own class.
-
-    Those registries import their own class lazily, on first use, and would then refuse a name already taken; so ours
-    is registered right after that import, by wrapping the registry's lazy import.
-    """
-    import_own_modules = registry.import_from_location
-
-    def import_then_take_over():
-        import_own_modules()
-        current = registry.module_dict.get(NAME)
-        if current is None or not issubclass(current, LearningRateDecayOptimizerConstructor):
-            standing_in = type(NAME, (LearningRateDecayOptimizerConstructor, ), dict(
-                host_constructor=current, __module__=__name__, __doc__=LearningRateDecayOptimizerConstructor.__doc__))
-            registry.register_module(name=NAME, module=standing_in, force=True)
-
-    registry.import_from_location = import_then_take_over
-
-
-for _package in HOST_PACKAGES:  # each optional: a user may have mmdet or mmseg alone
-    try:
-        import_module(_package)
-    except ModuleNotFoundError as error:
-        if error.name != _package:  # the package is there but broken: say so
-            raise
-        continue
-    _take_over(import_module(f'{_package}.registry').OPTIM_WRAPPER_CONSTRUCTORS)

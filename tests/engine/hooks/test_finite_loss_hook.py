@@ -12,34 +12,9 @@ from mmengine.runner import Runner
 from mmengine.structures import BaseDataElement
 from torch import nn
 
-from conftest import randomize_
+from conftest import ToyModel, randomize_, toy_train_dataloader
 from convnext_dense import ConvNeXt
 from convnext_dense.engine.hooks.finite_loss_hook import NonFiniteLossError
-
-
-class ToyModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        out = self.linear(torch.stack(inputs))
-        return dict(loss_toy=out.pow(2).mean(), loss_const=out.new_tensor(1.0)) if mode == 'loss' else out
-
-
-class ToyData(torch.utils.data.Dataset):
-    """One sample per iteration; the samples at ``bad`` (0-based) hold an infinite input, which makes the loss NaN."""
-
-    def __init__(self, bad=()):
-        self.bad = set(bad)
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        value = math.inf if i in self.bad else float(i)
-        sample = BaseDataElement(metainfo=dict(img_path=f'img{i}.jpg'))
-        return dict(inputs=torch.tensor([value, 1.0]), data_samples=sample)
 
 
 @OPTIM_WRAPPERS.register_module(force=True)
@@ -61,8 +36,7 @@ class CpuLossScaleOptimWrapper(OptimWrapper):
 def toy_runner(tmp_path, bad, optim_type='OptimWrapper', amp_patience=10, check=True):
     return Runner(
         model=ToyModel(), work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=ToyData(bad), sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=1, num_workers=0, collate_fn=dict(type='pseudo_collate')),
+        train_dataloader=toy_train_dataloader(bad),
         optim_wrapper=dict(type=optim_type, optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=8),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False), logger=None),

@@ -14,34 +14,16 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
+from conftest import ToyData, ToyModel, toy_train_dataloader
 from convnext_dense.engine.hooks import EXIT_REQUEUE
 from convnext_dense.engine.hooks.safe_checkpoint_hook import CheckpointSpaceError, ResumeError, checkpoint_to_resume
 from convnext_dense.engine.safeguards import apply_safeguards
 
 
-class ToyModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        out = self.linear(torch.stack(inputs))
-        return dict(loss=out.pow(2).mean()) if mode == 'loss' else out
-
-
-class ToyData(torch.utils.data.Dataset):
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        return dict(inputs=torch.tensor([float(i), 1.0]))
-
-
 def toy_runner(work_dir, max_iters, hook='SafeCheckpointHook', resume=False):
     return Runner(
         model=ToyModel(), work_dir=str(work_dir), resume=resume,
-        train_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=1,
-                              num_workers=0, collate_fn=dict(type='pseudo_collate')),
+        train_dataloader=toy_train_dataloader(),
         optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type=hook, interval=1, by_epoch=False, max_keep_ckpts=1), logger=None))

@@ -8,8 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import load_tool
-
 REPO = Path(__file__).resolve().parents[3]
 MATPLOTLIB_BLUE, MATPLOTLIB_ORANGE = (31, 119, 180), (255, 127, 14)  # the first two line colours (RGB)
 
@@ -53,16 +51,6 @@ def test_two_runs_overlaid_from_their_newest_training_logs(tmp_path):
     assert picture.shape == (400, 1500, 3)  # panels: loss, bbox mAP, segm mAP (no run logged mIoU)
     for colour in (MATPLOTLIB_BLUE, MATPLOTLIB_ORANGE):  # both runs drawn
         assert (np.abs(picture.astype(int) - colour).max(-1) <= 10).sum() > 200, colour
-
-
-def test_metric_steps_keep_the_unit_of_the_run():
-    plot_curves_tool = load_tool('analysis_tools/plot_curves')
-    detection = plot_curves_tool.run_curves(detection_run(2, 20, 0.4), ['coco/bbox_mAP', 'mIoU'])
-    assert detection['loss'][0] == [10, 20, 30, 40] and detection['loss'][2] == 'iteration'
-    assert detection['coco/bbox_mAP'] == ([1, 2], [0.2, 0.4], 'epoch')
-    assert 'mIoU' not in detection
-    segmentation = [dict(loss=1.5, iter=i, step=i) for i in (50, 100)] + [dict(mIoU=30.0, aAcc=80.0, step=100)]
-    assert plot_curves_tool.run_curves(segmentation, ['mIoU'])['mIoU'] == ([100], [30.0], 'iteration')
 
 
 def test_a_work_dir_without_scalar_log_is_an_error(tmp_path):

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
-from mmengine.config import Config
 
-from conftest import DET_CONFIG, SEG_CONFIG, load_tool, save_random_checkpoint
+from conftest import DET_CONFIG, SEG_CONFIG, save_random_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
@@ -44,43 +42,9 @@ def test_four_maps_with_their_strides(tmp_path, config, with_checkpoint):
     assert ((hsv[..., 1] > 150) & (hsv[..., 2] > 150)).mean() > 0.05
 
 
-def test_stride_is_found_from_the_padded_sizes():
-    vis_features = load_vis_features()
-    assert [vis_features.stride_of(192, size) for size in (48, 24, 12, 6)] == [4, 8, 16, 32]
-    # Sizes no stride divides: the backbone pads, and outputs are ceil(size / stride).
-    assert [vis_features.stride_of(176, size) for size in (44, 22, 11, 6)] == [4, 8, 16, 32]
-    assert [vis_features.stride_of(100, size) for size in (25, 13, 7, 4)] == [4, 8, 16, 32]
-
-
-def test_first_component_finds_the_dominant_pattern():
-    vis_features = load_vis_features()
-    generator = torch.Generator().manual_seed(0)
-    pattern = torch.zeros(12, 16)
-    pattern[3:6, 4:9] = 1.0  # a small bright object on a plain background
-    direction = torch.randn(32, generator=generator)
-    feature = -direction[:, None, None] * pattern + 0.05 * torch.randn(32, 12, 16, generator=generator)
-    heat, explained = vis_features.first_component(feature)
-    assert heat.shape == (12, 16)
-    assert torch.corrcoef(torch.stack([heat.flatten(), pattern.flatten()]))[0, 1] > 0.99  # the object is bright
-    assert 0.8 < explained <= 1
-
-
-def test_backbone_weights_come_from_the_config_or_a_clear_error(tmp_path):
-    vis_features = load_vis_features()
-    from convnext_dense.apis.runner_setup import SetupError, load_config
-    assert vis_features.backbone_init(load_config(str(DET_CONFIG))) == (None, 'random weights')
-    with pytest.raises(SetupError, match=r'pretrained checkpoint not found: checkpoints/convnext_tiny_1k_224\.pth '
-                                         r'.*--cfg-options model\.backbone\.init_cfg=None'):
-        vis_features.backbone_init(load_config(str(REPO / 'configs' / 'mask_rcnn' / 'convnext_t_3x.py')))
-    with pytest.raises(SetupError, match='a download'):
-        vis_features.backbone_init(Config(dict(model=dict(backbone=dict(
-            init_cfg=dict(type='Pretrained', checkpoint='https://example.com/convnext.pth'))))))
-    (tmp_path / 'convnext.pth').write_bytes(b'')
-    init_cfg, weights = vis_features.backbone_init(Config(dict(model=dict(backbone=dict(
-        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'convnext.pth')))))))
-    assert init_cfg.checkpoint == str(tmp_path / 'convnext.pth') and weights == 'pretrained backbone: convnext.pth'
-
-
-def load_vis_features():
-    load_tool('misc/image_demo')  # vis_features imports it
-    return load_tool('analysis_tools/vis_features')
+def test_a_missing_image_is_an_error(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'vis_features.py'),
+                             str(DET_CONFIG), 'missing.jpg'], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and 'error: image not found: missing.jpg' in result.stderr
+    assert 'Traceback' not in result.stderr and not list(tmp_path.iterdir())

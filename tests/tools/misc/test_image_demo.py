@@ -9,8 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from conftest import DET_CONFIG, SEG_CONFIG, load_tool, save_random_checkpoint
+from conftest import DET_CONFIG, SEG_CONFIG, save_random_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_WAIT_POLICY='PASSIVE')
@@ -89,27 +88,6 @@ def test_segmentation_is_a_class_overlay_with_a_legend(workspace):
             in_colour = (legend == palette[label]).all(-1).astype(np.uint8)
             has_swatch = cv2.erode(in_colour, np.ones((5, 5), np.uint8)).any()
             assert has_swatch == (label in predicted), (png, label, predicted)
-
-
-def test_missing_inputs_are_named(tmp_path):
-    image_demo_tool = load_tool('misc/image_demo')
-    from convnext_dense.apis.runner_setup import SetupError
-    (tmp_path / 'empty').mkdir()
-    (tmp_path / 'empty' / 'notes.txt').write_text('not an image')
-    with pytest.raises(SetupError, match=r'no images in folder .*empty'):
-        image_demo_tool.find_images([tmp_path / 'empty'])
-    with pytest.raises(SetupError, match=r'image not found: .*missing\.jpg'):
-        image_demo_tool.find_images([tmp_path / 'missing.jpg'])
-    (tmp_path / 'broken.jpg').write_bytes(b'not a jpeg')
-    with pytest.raises(SetupError, match=r'cannot read image .*broken\.jpg'):
-        image_demo_tool.read_rgb(tmp_path / 'broken.jpg')
-    with pytest.raises(SetupError, match=r'checkpoint not found: .*missing\.pth'):
-        image_demo_tool.require_checkpoint(str(tmp_path / 'missing.pth'))
-    # Files and folders mix, folders in name order, other files in them left out.
-    cv2.imwrite(str(tmp_path / 'empty' / 'b.png'), np.zeros((4, 4, 3), np.uint8))
-    cv2.imwrite(str(tmp_path / 'empty' / 'a.JPG'), np.zeros((4, 4, 3), np.uint8))
-    assert image_demo_tool.find_images([tmp_path / 'broken.jpg', tmp_path / 'empty']) == [
-        tmp_path / 'broken.jpg', tmp_path / 'empty' / 'a.JPG', tmp_path / 'empty' / 'b.png']
 
 
 @pytest.mark.slow

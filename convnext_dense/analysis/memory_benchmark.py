@@ -1,0 +1,163 @@
+"""What ``tools/analysis_tools/benchmark_memory.py`` measures and reports: the peak memory and step time of a config's
+training step on a device, or its peak GPU memory estimated on the CPU, and the validation of those estimates.
+
+:func:`measure` trains the config's model (random weights) for the warm-up and timed steps on a synthetic batch, with
+the config's own optim_wrapper, through ``train_step`` as mmengine's runner calls it, wrapped as the launcher has the
+runner wrap it. :func:`estimate` runs one step on the CPU under :func:`~.memory_estimate.estimate_peak`'s accounting.
+"""
+import copy
+
+import numpy as np
+import torch
+
+from ..engine.optimizers.precision import is_amp, without_amp
+from . import benchmark as common
+from .reports import dims, fmt, format_table, publish_report, report_header, result_env
+from .synthetic_batches import synthetic_batch
+
+STEM = 'benchmark_memory'
+
+
+def build_optim_wrapper(cfg, model, device: torch.device):
+    """The config's optim_wrapper, its precision in words and whether the config asks for AMP; on a CPU an
+    AmpOptimWrapper (CUDA only) becomes a plain fp32 OptimWrapper."""
+    from mmengine.optim import build_optim_wrapper
+    amp = is_amp(cfg.optim_wrapper)
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    precision = 'fp32'
+    if amp and device.type == 'cuda':
+        precision = f"amp-{wrapper_cfg.get('dtype') or 'float16'}"
+    elif amp:
+        wrapper_cfg = without_amp(wrapper_cfg)
+        precision = 'fp32 (config asks for AMP, which needs CUDA)'
+    return build_optim_wrapper(model, wrapper_cfg), precision, amp
+
+
+def measure(args) -> dict:
+    """Peak memory (GPU allocated and reserved, or the process's RSS on a CPU) and step times of training
+    ``args.configs[0]``."""
+    cfg = common.load_benchmark_config(args.configs[0], args.cfg_options)
+    device = common.resolve_device(args.device)
+    common.apply_env_cfg(cfg)
+    torch.manual_seed(args.seed)
+    shape = common.image_shape(cfg, args.shape)
+    model = common.build_model(cfg, device)
+    model.train()
+    optim_wrapper, precision, amp = build_optim_wrapper(cfg, model, device)
+    batch = synthetic_batch(cfg, args.batch_size, shape, np.random.default_rng(args.seed))
+    input_shape = list(model.data_preprocessor(copy.deepcopy(batch), True)['inputs'].shape)
+    with common.process_group_for(args.launcher, device):
+        wrapped = common.wrap_as_launched(cfg, model, args.launcher, device)
+        times = common.time_steps(lambda data: wrapped.train_step(data, optim_wrapper), lambda: copy.deepcopy(batch),
+                                  args.warmup, args.iters, device)
+        del wrapped
+    result = dict(task=common.config_task(cfg), precision=precision, amp_requested=amp, launcher=args.launcher,
+                  image_shape=list(shape),
+                  input_shape=input_shape, batch_size=args.batch_size, params_m=common.num_params_m(model),
+                  backbone_cfg=cfg.model.backbone.to_dict(), env=common.environment(device),
+                  **common.timing_summary(times, 'step'), **common.gpu_peaks(device, 'train'))
+    result['throughput_img_s'] = args.batch_size / result['step_median_s']
+    return result
+
+
+def estimate(args) -> dict:
+    """The peak GPU memory of training ``args.configs[0]`` predicted on the CPU, in GiB, with its parts."""
+    from .memory_estimate import estimate_peak
+    cfg = common.load_benchmark_config(args.configs[0], args.cfg_options)
+    shape = common.image_shape(cfg, args.shape)
+    estimated = estimate_peak(cfg, args.batch_size, shape, seed=args.seed, launcher=args.launcher)
+    gib = {key.replace('_bytes', '_gib'): value / common.GIB for key, value in estimated.items()
+           if key.endswith('_bytes')}
+    return dict(task=common.config_task(cfg), precision='amp (half-precision sizes)' if estimated['amp'] else 'fp32',
+                launcher=args.launcher, image_shape=list(shape), batch_size=args.batch_size,
+                backbone_cfg=cfg.model.backbone.to_dict(), env=common.environment(torch.device('cpu')),
+                params_m=estimated['params_m'], peak_phase=estimated['peak_phase'], **gib)
+
+
+def report_estimates(args, results) -> int:
+    """The table, JSON and chart of ``--estimate`` runs; with ``--validate``, the comparison with the anchors too,
+    and exit code 1 when one is out of tolerance."""
+    columns = {'params_m': ('params (M)', '.1f'), 'tensors_at_peak_gib': ('tensors at peak (GiB)', '.3f'),
+               'ddp_buckets_gib': ('of which DDP buckets', '.3f'),
+               'allocator_rounding_gib': ('+ allocator blocks', '.3f'), 'cublas_workspaces_gib': ('+ cuBLAS', '.3f'),
+               'estimated_peak_gib': ('estimated peak (GiB)', '.3f'),
+               'static_gib': ('params+buffers+opt state (GiB)', '.3f'),
+               'half_precision_at_peak_gib': ('half precision at peak (GiB)', '.3f')}
+    headers = ['config', 'status', 'precision', 'image', *(title for title, _ in columns.values()), 'peak in']
+    rows = [[r['name'], r['status'], r.get('precision', '-'), dims(r, 'image_shape'),
+             *(fmt(r.get(key), spec) for key, (_, spec) in columns.items()), r.get('peak_phase', '-')]
+            for r in results]
+    env = result_env(results)
+    settings = (f'ESTIMATE of peak GPU memory allocated by a training step (batch {args.batch_size}), from one CPU '
+                'step with tensor-level accounting, replayed through a model of the CUDA caching allocator '
+                f'| launcher {args.launcher} | torch {env.get("torch", "?")} | mmdet {env.get("mmdet", "?")} '
+                f'| cfg-options {args.cfg_options or "none"}')
+    table = '\n'.join([settings, '', format_table(headers, rows)])
+    payload = dict(tool=STEM, title=settings, **env, memory_metric='estimated_gpu_peak_allocated',
+                   settings=dict(batch_size=args.batch_size, launcher=args.launcher, shape=args.shape,
+                                 seed=args.seed, cfg_options=args.cfg_options), results=results)
+    series = {'estimate': [r.get('estimated_peak_gib') for r in results]}
+    valid = True
+    if args.validate:
+        from .memory_anchors import validation_rows
+        payload['validation'] = validation_rows({r['name']: r.get('estimated_peak_gib') for r in results})
+        table += '\n\n' + validation_table(payload['validation'], results)
+        series['H100 anchor'] = [v['anchor_gib'] for v in payload['validation']]
+        valid = all(v['ok'] for v in payload['validation'])
+    panels = [('estimated peak GPU memory (training)', 'GiB', series)]
+    return publish_report(args.out_dir, STEM, table, payload, panels, results, valid=valid)
+
+
+def validation_table(rows, results) -> str:
+    """Markdown, for the README: per anchor config the estimate's parts, the estimate against the H100 anchor, and
+    the ConvNeXt/Swin ratios."""
+    from .memory_anchors import MAX_ERROR, MAX_RATIO_ERROR
+    parts = {r['name']: r for r in results}
+    lines = [f'Validation against H100 measurements (tolerance: {MAX_ERROR:.0%} per config, '
+             f'{MAX_RATIO_ERROR} on the ConvNeXt/Swin ratio)', '',
+             '| config | H100 anchor (GiB) | tensors | of which DDP buckets | + allocator blocks | + cuBLAS | '
+             'CPU estimate (GiB) | error | ConvNeXt/Swin anchor | ConvNeXt/Swin estimate | ok |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for v in rows:
+        part = lambda key: fmt(parts.get(v['name'], {}).get(key), '.3f')  # noqa: E731
+        ratio = lambda key: fmt(v.get(key), '.3f')  # noqa: E731
+        error = '-' if v['error'] is None else f"{v['error']:+.1%}"
+        lines.append(f"| {v['name']} | {v['anchor_gib']:.2f} | {part('tensors_at_peak_gib')} | "
+                     f"{part('ddp_buckets_gib')} | {part('allocator_rounding_gib')} | "
+                     f"{part('cublas_workspaces_gib')} | "
+                     f"{fmt(v['estimated_peak_gib'], '.2f')} | {error} | {ratio('anchor_ratio')} | "
+                     f"{ratio('estimated_ratio')} | {'yes' if v['ok'] else 'NO'} |")
+    return '\n'.join(lines)
+
+
+def report(args, results) -> int:
+    """The table, JSON and chart of measured runs: GPU peaks on a GPU, peak RSS on a CPU, step times, throughput."""
+    env = result_env(results)
+    gpu = env.get('device') == 'cuda'
+    memory_columns = {'peak_rss_mib': ('peak RSS (MiB)', '.0f')} if not gpu else {
+        'train_peak_allocated_gib': ('peak alloc (GiB)', '.3f'),
+        'train_peak_reserved_gib': ('peak reserved (GiB)', '.3f')}
+    columns = {'params_m': ('params (M)', '.1f'), **memory_columns,
+               'step_median_s': ('step median (s)', '.4f'), 'step_mean_s': ('step mean (s)', '.4f'),
+               'throughput_img_s': ('throughput (img/s)', '.2f')}
+    headers = ['config', 'status', 'task', 'precision', 'input', *(title for title, _ in columns.values())]
+    rows = [[r['name'], r['status'], r.get('task', '-'), r.get('precision', '-'), dims(r, 'input_shape'),
+             *(fmt(r.get(key), spec) for key, (_, spec) in columns.items())] for r in results]
+    header = report_header(results)
+    settings = (f'training: batch {args.batch_size}, launcher {args.launcher}, {args.warmup} warm-up + '
+                f'{args.iters} timed steps, '
+                f'cfg-options {args.cfg_options or "none"}')
+    table = '\n'.join([*header, settings, '', format_table(headers, rows)])
+
+    series = lambda key: [r.get(key) for r in results]  # noqa: E731
+    memory_panel = (('peak GPU memory', 'GiB', {'allocated': series('train_peak_allocated_gib'),
+                                                'reserved': series('train_peak_reserved_gib')}) if gpu else
+                    ('peak RSS of the process (CPU run)', 'MiB', {'RSS': series('peak_rss_mib')}))
+    panels = [memory_panel, ('training step (median)', 's', {'step': series('step_median_s')}),
+              ('throughput', 'img/s', {'throughput': series('throughput_img_s')})]
+    payload = dict(tool=STEM, title=' / '.join(header[:1] + [settings]), **env,
+                   memory_metric='gpu_peak_allocated_reserved' if gpu else 'cpu_peak_rss',
+                   settings=dict(batch_size=args.batch_size, launcher=args.launcher, shape=args.shape,
+                                 iters=args.iters, warmup=args.warmup, seed=args.seed, cfg_options=args.cfg_options),
+                   results=results)
+    return publish_report(args.out_dir, STEM, table, payload, panels, results)
