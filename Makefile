@@ -35,8 +35,8 @@ test-quick: install
 test-largest: install
 	$(PYTHON) -m pytest -q -m largest
 
-# The published FLOPs counted at full size run on the development stack only (tests/tools/test_get_flops.py counts
-# Mask R-CNN T here too).
+# The published FLOPs counted at full size run on the development stack only
+# (tests/tools/analysis_tools/test_get_flops.py counts Mask R-CNN T here too).
 test-official: install-official
 	$(OFFICIAL_VENV)/bin/python -m pytest -q -m "not full_size"
 

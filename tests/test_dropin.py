@@ -105,12 +105,15 @@ def _run_isolated(code: str) -> subprocess.CompletedProcess:
 
 
 def test_the_import_registers_every_type_the_tools_write_into_configs():
-    """Configs saved by tools/train.py name GuardedLoad and our hooks: `import convnext_dense` alone (no tooling)
-    registers them where stock mmdet and mmseg tools look them up."""
+    """Configs saved by tools/train.py name GuardedLoad and our hooks: `import convnext_dense` alone (none of what only
+    the tools use: apis, analysis, visualization, deploy, engine.safeguards) registers them where stock mmdet and mmseg
+    tools look them up."""
     result = _run_isolated("""
         import sys
         import convnext_dense
-        assert not any(m.startswith('convnext_dense.tooling') for m in sys.modules), 'the import pulls in tooling'
+        for tools_only in ('apis', 'analysis', 'visualization', 'engine.safeguards', 'datasets.data_checks'):
+            assert not any(m.startswith(f'convnext_dense.{tools_only}') for m in sys.modules), \
+                f'the import pulls in convnext_dense.{tools_only}'
         for deploy_only in ('onnx', 'onnxruntime', 'convnext_dense.deploy'):
             assert deploy_only not in sys.modules, f'the import pulls in {deploy_only}'
         from mmengine.registry import DefaultScope

@@ -37,10 +37,10 @@ PUBLISHED = {
 }
 # Counting runs the model at full size: ~45 s for a T..B model on two quiet cores, minutes for L / XL. One config per
 # path the count takes (detection at 1280x800, ADE20K at 2048x512 and 2560x640; ConvNeXt and Swin) and size up to B
-# is counted with the slow tests of the development stack (marker full_size; tests/tools/test_get_flops.py counts
-# Mask R-CNN T through the tool on both stacks). L, XL and the 22K B detector (B's model) differ from those in widths
-# and depths only, which their parameter counts check in seconds: their full counts (~15 min) are marker largest,
-# `make test-largest`.
+# is counted with the slow tests of the development stack (marker full_size;
+# tests/tools/analysis_tools/test_get_flops.py counts Mask R-CNN T through the tool on both stacks). L, XL and the 22K B
+# detector (B's model) differ from those in widths and depths only, which their parameter counts check in seconds: their
+# full counts (~15 min) are marker largest, `make test-largest`.
 LARGEST = ('cascade_rcnn/convnext_b_22k_3x.py', 'cascade_rcnn/convnext_l_3x.py', 'cascade_rcnn/convnext_xl_3x.py',
            'upernet/convnext_l_160k_ade20k.py', 'upernet/convnext_xl_160k_ade20k.py')
 FULL_SIZE = (pytest.mark.slow, pytest.mark.full_size)

@@ -1,7 +1,7 @@
 """Every Mask R-CNN / Cascade Mask R-CNN / UperNet config loads, carries the official recipe and builds its model.
 
-The recipe tables are written from ../shared/ANCHORS.md (official ConvNeXt and Swin recipes, reported parameter
-counts), so a wrong number in a config fails here. Models are built without a forward pass: T-size and Swin models on
+The recipe tables are written from the official ConvNeXt and Swin recipes and their reported parameter
+counts, so a wrong number in a config fails here. Models are built without a forward pass: T-size and Swin models on
 the CPU, the larger ConvNeXt models on the 'meta' device (same modules and parameter counts, no memory or init cost).
 """
 from functools import lru_cache

@@ -6,9 +6,19 @@ import json
 import cv2
 import numpy as np
 
-from convnext_dense.datasets.synthetic_shapes import (CLASSES, HUE_RANGE, HUE_STARTS, MAX_OBJECTS, MAX_SIDE, MIN_SIDE,
-                                                      draw_image, place_objects, random_colour, shape_polygon,
-                                                      write_synthetic_shapes)
+from convnext_dense.datasets.synthetic_shapes import (
+    CLASSES,
+    HUE_RANGE,
+    HUE_STARTS,
+    MAX_OBJECTS,
+    MAX_SIDE,
+    MIN_SIDE,
+    draw_image,
+    place_objects,
+    random_colour,
+    shape_polygon,
+    write_synthetic_shapes,
+)
 
 
 def test_polygons_have_the_vertices_of_their_class_on_the_circle():
@@ -53,9 +63,9 @@ def test_the_seed_decides_the_data_and_the_counts_are_those_written(tmp_path):
     counts = write_synthetic_shapes(tmp_path / 'a', seed=3, num_train=2, num_val=1)
     write_synthetic_shapes(tmp_path / 'b', seed=3, num_train=2, num_val=1)
     files = sorted(p.relative_to(tmp_path / 'a') for p in (tmp_path / 'a').rglob('*') if p.is_file())
-    assert len(files) == 2 + 2 * 3 + 2 * 3  # COCO: 2 annotation files and 3 images; ADE: 3 images and 3 label maps
+    assert len(files) == 2 + 3 + 2 * 3  # COCO: 2 annotation files and 3 images; ADE: 3 images and 3 label maps
     assert all((tmp_path / 'a' / f).read_bytes() == (tmp_path / 'b' / f).read_bytes() for f in files)
     for split, num_images in (('train', 2), ('val', 1)):
         dataset = json.loads((tmp_path / 'a' / 'coco' / 'annotations' / f'instances_{split}2017.json').read_text())
-        assert counts[split] == (len(dataset['images']), len(dataset['annotations'])) and len(dataset['images']) == \
-            num_images
+        assert len(dataset['images']) == num_images
+        assert counts[split] == (num_images, len(dataset['annotations']))

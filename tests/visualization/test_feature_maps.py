@@ -5,12 +5,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import DET_CONFIG, REPO
 from mmengine.config import Config
 
-from conftest import DET_CONFIG, REPO
 from convnext_dense.apis.runner_setup import SetupError, load_config
-from convnext_dense.visualization.feature_maps import (backbone_init, first_component, plot_feature_maps, stage_maps,
-                                                       stride_of)
+from convnext_dense.visualization.feature_maps import (
+    backbone_init,
+    first_component,
+    plot_feature_maps,
+    stage_maps,
+    stride_of,
+)
 
 
 def test_stride_is_found_from_the_padded_sizes():

@@ -10,8 +10,14 @@ import torch
 
 from convnext_dense.apis.inference import read_rgb
 from convnext_dense.apis.runner_setup import SetupError, require_checkpoint
-from convnext_dense.visualization.prediction_pictures import (SEG_OPACITY, add_legend, build_visualizer,
-                                                              draw_prediction, find_images, write_picture)
+from convnext_dense.visualization.prediction_pictures import (
+    SEG_OPACITY,
+    add_legend,
+    build_visualizer,
+    draw_prediction,
+    find_images,
+    write_picture,
+)
 
 CLASSES = ('background', 'circle', 'square', 'triangle')
 PALETTE = [(120, 120, 120), (220, 20, 60), (0, 128, 0), (0, 0, 230)]
@@ -63,8 +69,8 @@ def test_legend_has_a_swatch_per_entry_in_rows_as_wide_as_the_image():
 
 
 def test_segmentation_is_blended_over_the_image_with_a_legend_of_the_classes_present(tmp_path):
-    from mmseg.structures import SegDataSample
     from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
     image = np.full((32, 48, 3), 200, np.uint8)
     labels = torch.zeros(1, 32, 48, dtype=torch.long)
     labels[:, 8:24, 8:24] = 2  # a square on the background; no circles or triangles

@@ -6,8 +6,14 @@ from pathlib import Path
 import cv2
 import pytest
 
-from convnext_dense.visualization.training_curves import (CurveError, describe_run, newest_run, plot, run_curves,
-                                                          run_labels)
+from convnext_dense.visualization.training_curves import (
+    CurveError,
+    describe_run,
+    newest_run,
+    plot,
+    run_curves,
+    run_labels,
+)
 
 
 def write_run(work_dir: Path, timestamp: str, records: list) -> Path:

@@ -1,7 +1,7 @@
 """Parameters and FLOPs of a detector or segmentor config, counted as the ConvNeXt and Swin papers counted them.
 
-    python tools/analysis_tools/get_flops.py configs/cascade_rcnn/convnext_t_3x.py            # 1280x800, as the official figures
-    python tools/analysis_tools/get_flops.py configs/upernet/convnext_t_160k_ade20k.py        # 2048x512 (2560x640 for 640 crops)
+    python tools/analysis_tools/get_flops.py configs/cascade_rcnn/convnext_t_3x.py      # 1280x800, as published
+    python tools/analysis_tools/get_flops.py configs/upernet/convnext_t_160k_ade20k.py  # 2048x512 (2560x640: 640 crops)
     python tools/analysis_tools/get_flops.py configs/mask_rcnn/convnext_t_3x.py --shape 800 1333
 
 The count is mmdet 2.x / mmseg 0.x ``forward_dummy`` (convnext_dense/analysis/flops.py says exactly what runs: e.g.

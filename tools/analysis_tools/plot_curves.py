@@ -12,8 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from convnext_dense.visualization.training_curves import (DEFAULT_METRICS, CurveError, describe_run, newest_run, plot,
-                                                          run_curves, run_labels)
+from convnext_dense.visualization.training_curves import (
+    DEFAULT_METRICS,
+    CurveError,
+    describe_run,
+    newest_run,
+    plot,
+    run_curves,
+    run_labels,
+)
 
 
 def parse_args():

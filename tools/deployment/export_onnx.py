@@ -1,7 +1,8 @@
 """Export a trained segmentor, detector or backbone to ONNX (standard ops only), checked against PyTorch.
 
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--dynamic] [--fp16] [--opset N]
-                                [--labels] [--backbone-only] [--check-image IMAGE] [--probe] [--cfg-options ...]
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx [--shape H W] [--dynamic] [--fp16]
+                                           [--opset N] [--labels] [--backbone-only] [--check-image IMAGE] [--probe]
+                                           [--cfg-options ...]
 
 UperNet: image -> class logits at the input size (--labels: the label map). Mask R-CNN / Cascade Mask R-CNN: image ->
 boxes, scores, labels, masks. --backbone-only: image -> the backbone's feature maps. Every graph takes a float32

@@ -4,7 +4,8 @@ mmdet configs: boxes, masks, class names and scores, drawn by mmdet's DetLocalVi
 classes over the image, drawn by mmseg's SegLocalVisualizer, with a legend of the classes present (and the share of
 the image each covers) below it, as mmseg's visualizer has none.
 
-    python tools/misc/image_demo.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [...] --out-dir DIR [--score-thr 0.3] [--device cpu]
+    python tools/misc/image_demo.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [...] --out-dir DIR [--score-thr 0.3]
+                                    [--device cpu]
 
 One PNG per image (named after it) in --out-dir; each path is printed on a line of its own. Checkpoints from
 tools/train.py load weights-only, as everywhere in this package. CHECKPOINT may be an .onnx graph of
@@ -19,8 +20,12 @@ import torch
 from convnext_dense import CheckpointError  # the import registers the backbone; mmengine reads checkpoints weights-only
 from convnext_dense.apis.inference import load_model, predict, read_rgb
 from convnext_dense.apis.runner_setup import SetupError, add_cfg_options_arg, load_config, require_checkpoint
-from convnext_dense.visualization.prediction_pictures import (build_visualizer, draw_prediction, find_images,
-                                                              write_picture)
+from convnext_dense.visualization.prediction_pictures import (
+    build_visualizer,
+    draw_prediction,
+    find_images,
+    write_picture,
+)
 
 
 def parse_args():

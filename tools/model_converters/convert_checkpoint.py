@@ -2,9 +2,9 @@
 layout) or a whole detector / segmentor (official mmdet 2.x / mmseg 0.x releases, mmdet / mmseg model-zoo files,
 Hugging Face UperNet folders or files).
 
-    python tools/model_converters/convert_checkpoint.py convnext_tiny_22k_224.pth checkpoints/convnext_tiny_22k_dense.pth
-    python tools/model_converters/convert_checkpoint.py upernet_convnext_tiny_1k_512x512.pth checkpoints/upernet_t_dense.pth
-    python tools/model_converters/convert_checkpoint.py path/to/hf/upernet-convnext-tiny checkpoints/upernet_t_hf_dense.pth
+    python tools/model_converters/convert_checkpoint.py convnext_tiny_22k_224.pth checkpoints/convnext_t_22k_dense.pth
+    python tools/model_converters/convert_checkpoint.py upernet_convnext_tiny_1k_512x512.pth checkpoints/upernet_t.pth
+    python tools/model_converters/convert_checkpoint.py path/to/hf/upernet-convnext-tiny checkpoints/upernet_t_hf.pth
 
 A backbone becomes ``state_dict`` with the backbone's own keys (the official layout: ``downsample_layers.i``,
 ``stages.i.j``) and ``meta`` (source file and format), the classification head dropped: use it as

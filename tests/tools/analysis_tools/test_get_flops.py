@@ -1,5 +1,5 @@
-"""tools/analysis_tools/get_flops.py counts parameters and FLOPs of detector and segmentor configs as the ConvNeXt paper did, whole
-and per part, and compares them with the published figure."""
+"""tools/analysis_tools/get_flops.py counts parameters and FLOPs of detector and segmentor configs as the ConvNeXt
+paper did, whole and per part, and compares them with the published figure."""
 import json
 import subprocess
 import sys
@@ -12,8 +12,8 @@ DEMO = REPO / 'configs' / 'demo'
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'get_flops.py'), *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'get_flops.py'), *args],
+                          capture_output=True, text=True, timeout=600)
 
 
 def get_flops(config: Path, *shape: int) -> dict:

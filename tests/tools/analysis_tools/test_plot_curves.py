@@ -1,5 +1,6 @@
-"""tools/analysis_tools/plot_curves.py overlays the loss and AP / mIoU curves of several runs from mmengine's scalar logs, reading the
-newest training run of each work dir, and says so when a work dir has none."""
+"""tools/analysis_tools/plot_curves.py overlays the loss and AP / mIoU curves of several runs from mmengine's scalar
+logs, reading the newest training run of each work dir, and says so when a work dir has none
+(tests/visualization/test_training_curves.py tests the reading and plotting on their own)."""
 import json
 import subprocess
 import sys
@@ -32,8 +33,8 @@ def detection_run(epochs: int, iters_per_epoch: int, ap: float) -> list:
 
 
 def plot_curves(*args, cwd):
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'plot_curves.py'), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'plot_curves.py'), *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_two_runs_overlaid_from_their_newest_training_logs(tmp_path):

@@ -1,5 +1,6 @@
-"""tools/analysis_tools/vis_features.py shows the backbone's four output maps for an image, with the strides and shapes they have, and
-says which weights the backbone holds."""
+"""tools/analysis_tools/vis_features.py shows the backbone's four output maps for an image, with the strides and
+shapes they have, and says which weights the backbone holds (tests/visualization/test_feature_maps.py tests the maps,
+strides and weights on their own)."""
 import math
 import os
 import re
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from conftest import DET_CONFIG, SEG_CONFIG, save_random_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,9 +24,9 @@ def test_four_maps_with_their_strides(tmp_path, config, with_checkpoint):
                     '--num-train', '1', '--num-val', '1'], check=True, capture_output=True)
     image = tmp_path / 'data' / 'coco' / 'val2017' / '000000000001.jpg'
     args = ['--checkpoint', save_random_checkpoint(config, tmp_path / 'model.pth')] if with_checkpoint else []
-    result = subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'vis_features.py'), str(config), str(image), *args,
-                             '--out', 'maps/features.png'], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, str(REPO / 'tools' / 'analysis_tools' / 'vis_features.py'), str(config),
+                             str(image), *args, '--out', 'maps/features.png'], cwd=tmp_path, env=ENV,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stages = [tuple(map(int, match)) for match in STAGE_LINE.findall(result.stdout)]
     assert [(stage, stride, channels) for stage, stride, channels, _, _ in stages] == [

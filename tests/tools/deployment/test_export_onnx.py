@@ -1,5 +1,6 @@
-"""tools/deployment/export_onnx.py end to end on the demo configs, then the exported graphs through tools/test.py (the data set
-and metric of the checkpoint) and tools/misc/image_demo.py: the same metrics and predictions as the PyTorch checkpoint."""
+"""tools/deployment/export_onnx.py end to end on the demo configs, then the exported graphs through tools/test.py (the
+data set and metric of the checkpoint) and tools/misc/image_demo.py: the same metrics and predictions as the PyTorch
+checkpoint."""
 import json
 import os
 import pickle
@@ -59,7 +60,8 @@ def test_upernet_v2_graph_evaluates_like_its_checkpoint(workspace):
     out, half = workspace / 'upernet.onnx', workspace / 'upernet_fp16.onnx'
     log, log_fp16, expected = run_together([
         [REPO / 'tools/deployment/export_onnx.py', SEG_CONFIG, checkpoint, '--out', out, '--dynamic', *options],
-        [REPO / 'tools/deployment/export_onnx.py', SEG_CONFIG, checkpoint, '--out', half, '--dynamic', '--fp16', *options],
+        [REPO / 'tools/deployment/export_onnx.py', SEG_CONFIG, checkpoint, '--out', half, '--dynamic', '--fp16',
+         *options],
         [REPO / 'tools/test.py', SEG_CONFIG, checkpoint, '--work-dir', workspace / 'pt', *options]], workspace)
     assert 'exported segmentation graph' in log
     assert log.count('onnxruntime (CPUExecutionProvider) vs PyTorch, largest difference') == 2

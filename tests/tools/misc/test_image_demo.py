@@ -1,6 +1,6 @@
-"""tools/misc/image_demo.py draws what a checkpoint predicts: mmdet's boxes and masks over the image, mmseg's class overlay
-with a legend below it, one PNG per image; and names what is missing (config, checkpoint, images) instead of failing
-later."""
+"""tools/misc/image_demo.py draws what a checkpoint predicts: mmdet's boxes and masks over the image, mmseg's class
+overlay with a legend below it, one PNG per image; and names what is missing instead of failing later
+(tests/visualization/test_prediction_pictures.py tests the drawing and the image search on their own)."""
 import os
 import subprocess
 import sys
@@ -27,8 +27,8 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def image_demo(*args, cwd):
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'image_demo.py'), *map(str, args)], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'image_demo.py'), *map(str, args)], cwd=cwd,
+                          env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def written_pngs(result, count: int) -> list:

@@ -16,8 +16,9 @@ NUM_TRAIN, NUM_VAL = 6, 3
 
 
 def make(out: Path, seed: int = 0) -> Path:
-    subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'make_demo_data.py'), '--out', str(out), '--seed', str(seed),
-                    '--num-train', str(NUM_TRAIN), '--num-val', str(NUM_VAL)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'make_demo_data.py'), '--out', str(out), '--seed',
+                    str(seed), '--num-train', str(NUM_TRAIN), '--num-val', str(NUM_VAL)], check=True,
+                   capture_output=True)
     return out
 
 
@@ -111,6 +112,7 @@ def test_mmseg_reads_it_with_reduce_zero_label(demo):
 
 def test_categories_match_the_demo_configs(demo):
     from mmengine.config import Config
+
     import convnext_dense  # noqa: F401  mmdet::/mmseg:: base configs
     categories = json.loads((demo / 'coco' / 'annotations' / 'instances_val2017.json').read_text())['categories']
     for name in ('mask_rcnn', 'cascade_rcnn'):

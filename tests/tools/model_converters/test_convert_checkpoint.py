@@ -1,21 +1,22 @@
-"""tools/model_converters/convert_checkpoint.py turns timm / official checkpoints into a backbone-only file that loads into ConvNeXt
-with every weight in place, and refuses what it cannot convert with a clear message."""
+"""tools/model_converters/convert_checkpoint.py turns timm / official checkpoints into a backbone-only file that loads
+into ConvNeXt with every weight in place, and refuses what it cannot convert with a clear message
+(tests/checkpoint/test_conversion.py tests the conversion on its own)."""
 import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-
 from conftest import import_timm
+
 from convnext_dense import ConvNeXt, load_pretrained
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def convert(src, dst, *options):
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'model_converters' / 'convert_checkpoint.py'), str(src), str(dst),
-                           *options], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, str(REPO / 'tools' / 'model_converters' / 'convert_checkpoint.py'), str(src),
+                           str(dst), *options], capture_output=True, text=True, timeout=120)
 
 
 def assert_same_weights(model: ConvNeXt, reference: ConvNeXt):
@@ -90,7 +91,7 @@ def test_checkpoints_with_python_objects_need_an_explicit_unsafe_load(tmp_path):
 
 
 def test_whole_model_release_converts_for_stock_tools(tmp_path):
-    """An official mmseg 0.x UperNet file (meta CLASSES / PALETTE, see tests/models/test_model_checkpoint.py) becomes
+    """An official mmseg 0.x UperNet file (meta CLASSES / PALETTE, see tests/checkpoint/test_whole_model.py) becomes
     an mmseg 1.x checkpoint that mmseg's own init_model loads into our config with every tensor in place."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
