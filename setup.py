@@ -16,7 +16,8 @@ setup(
     packages=find_packages(include=['convnext_dense', 'convnext_dense.*']),
     python_requires='>=3.10',
     install_requires=[r for r in requirements if r],
-    # ONNX export and onnxruntime inference (convnext_dense.deploy, tools/deployment/export_onnx.py); never imported by the package.
+    # ONNX export and onnxruntime inference (convnext_dense.deploy, tools/deployment/export_onnx.py); never imported by
+    # the package.
     extras_require={'deploy': ['onnx>=1.15', 'onnxruntime>=1.17']},
     license='Apache-2.0',
 )

@@ -7,8 +7,8 @@ registries (which mmdet's and mmseg's fall back to):
 - optimizer constructors: ``LearningRateDecayOptimizerConstructor`` (:mod:`.engine.optimizers`), which also stands in
   (a change of :mod:`.patches`) for mmdet's and mmseg's constructors of that name, giving their own param groups for
   the backbones they handle;
-- hooks: ``CheckFiniteLossHook``, ``ReproducibleResumeHook``, ``SafeCheckpointHook``, ``PreemptionHook`` (:mod:`.engine.hooks`; a config
-  uses them only where it names them);
+- hooks: ``CheckFiniteLossHook``, ``ReproducibleResumeHook``, ``SafeCheckpointHook``, ``PreemptionHook``
+  (:mod:`.engine.hooks`; a config uses them only where it names them);
 - transforms: ``GuardedLoad`` (:mod:`.datasets.transforms`), which tools/train.py writes into the configs it saves;
 
 and makes the process-wide changes of :mod:`.patches` (weights-only checkpoint reads, ``mmseg::`` config scopes, the
@@ -19,9 +19,10 @@ try:
     import mmcv  # noqa: F401
     import mmengine  # noqa: F401
 except ImportError as error:
-    raise ImportError(f'convnext_dense runs inside an OpenMMLab environment and needs mmengine and mmcv ({error}). Install '
-                      'them first (official: mmengine, mmcv with its ops; or the OneDL releases), with mmdet and/or '
-                      'mmsegmentation; see the README, "Use it in your existing mmdet / mmseg environment"') from error
+    raise ImportError(f'convnext_dense runs inside an OpenMMLab environment and needs mmengine and mmcv ({error}). '
+                      'Install them first (official: mmengine, mmcv with its ops; or the OneDL releases), with mmdet '
+                      'and/or mmsegmentation; see the README, '
+                      '"Use it in your existing mmdet / mmseg environment"') from error
 
 from .checkpoint import CheckpointError, LoadReport, ModelLoadReport, load_checkpoint, load_pretrained
 from .datasets.transforms import BadSampleError, GuardedLoad

@@ -9,7 +9,8 @@ test fails when another is installed, so that the patch is checked again before 
    official mmengine 0.10.7 calls ``torch.load`` with torch's default, which on torch >= 2.6 refuses mmengine's own
    checkpoints (their message-hub buffers), so ``--resume`` fails there. Here both read weights-only, allowing exactly
    the non-tensor objects mmengine itself saves (:func:`mmengine_safe_globals`); anything else is refused with a
-   message saying how to allow it: ``--unsafe-load`` (tools/train.py, tools/test.py) or ``CONVNEXT_DENSE_UNSAFE_LOAD=1``.
+   message saying how to allow it: ``--unsafe-load`` (tools/train.py, tools/test.py) or
+   ``CONVNEXT_DENSE_UNSAFE_LOAD=1``.
 2. ``mmdet::``, ``mmseg::`` and ``mmpretrain::`` base configs resolve with the OneDL distributions. mmengine maps a
    scope to a distribution name (``mmseg`` -> ``mmsegmentation``) and then asks ``importlib.metadata`` for it; the
    OneDL distributions are called ``onedl-mmsegmentation`` etc., so every ``mmseg::`` reference failed with

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 import pytest
-
 from conftest import REPO
 
 PACKAGE = 'convnext_dense'

@@ -162,6 +162,7 @@ def test_layer_decay_name_resolves_to_ours_standing_in_for_the_hosts(scope):
     """mmdet 3.3 / 3.5 and mmseg 1.2 / 1.4 register their own LearningRateDecayOptimizerConstructor; after the import
     the name resolves to ours in their registry, which keeps theirs as the host constructor for their models."""
     import importlib
+
     from convnext_dense import LearningRateDecayOptimizerConstructor
     registry = importlib.import_module(f'{scope}.registry').OPTIM_WRAPPER_CONSTRUCTORS
     resolved = registry.get('LearningRateDecayOptimizerConstructor')

@@ -16,9 +16,17 @@ import sys
 from mmengine.dist import is_main_process
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.apis.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner,
-                                                 check_data, end_distributed, load_config, require_checkpoint)
 from convnext_dense.apis.evaluation_outputs import draw_predictions, per_class_tables
+from convnext_dense.apis.runner_setup import (
+    SetupError,
+    adapt_to_machine,
+    add_runner_args,
+    build_runner,
+    check_data,
+    end_distributed,
+    load_config,
+    require_checkpoint,
+)
 from convnext_dense.apis.tta import enable_tta
 
 # Metrics that pickle the raw predictions; mmdet's stores masks as RLE.

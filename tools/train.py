@@ -10,9 +10,17 @@ import os
 import sys
 
 import convnext_dense  # noqa: F401  registers the backbone, the optimizer constructor and the config fixes
+from convnext_dense.apis.runner_setup import (
+    SetupError,
+    adapt_to_machine,
+    add_runner_args,
+    build_runner,
+    check_data,
+    check_pretrained,
+    end_distributed,
+    load_config,
+)
 from convnext_dense.engine.hooks.safe_checkpoint_hook import ResumeError
-from convnext_dense.apis.runner_setup import (SetupError, add_runner_args, adapt_to_machine, build_runner,
-                                                 check_data, check_pretrained, end_distributed, load_config)
 
 
 def parse_args():

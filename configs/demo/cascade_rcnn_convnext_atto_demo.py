@@ -1,5 +1,5 @@
-"""Cascade Mask R-CNN with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py), trained and evaluated on a
-CPU.
+"""Cascade Mask R-CNN with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py), trained and evaluated
+on a CPU.
 
 mmdet's Cascade Mask R-CNN model with our backbone (random init), a 64-channel neck and heads and fewer proposals, on
 the data and schedule of ``_base_shapes_coco.py``. Longer runs learn more: --cfg-options train_cfg.max_epochs=N.

@@ -1,5 +1,5 @@
-"""UperNet with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py, ADE20K layout): trains and evaluates
-on a CPU.
+"""UperNet with ConvNeXt-atto on the synthetic shapes (tools/misc/make_demo_data.py, ADE20K layout): trains and
+evaluates on a CPU.
 
 A delta over mmseg's UperNet config: our backbone (random init), 64-channel heads, the demo classes (png labels 1..4
 after ``reduce_zero_label``; 0 is unlabelled), 128 px crops, AdamW with stage-wise learning-rate decay as in the

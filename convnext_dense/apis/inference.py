@@ -46,8 +46,8 @@ def load_model(cfg, checkpoint: Optional[str], device: str) -> torch.nn.Module:
 
 
 def _load_onnx_model(cfg, path: str) -> torch.nn.Module:
-    """An exported graph (tools/deployment/export_onnx.py) run by onnxruntime, behind the same ``test_step``; its classes come
-    from the graph's metadata."""
+    """An exported graph (tools/deployment/export_onnx.py) run by onnxruntime, behind the same ``test_step``; its
+    classes come from the graph's metadata."""
     from mmengine.registry import MODELS, init_default_scope
 
     init_default_scope(cfg.default_scope)  # the test pipeline's transforms are mmdet's / mmseg's
@@ -64,7 +64,8 @@ def _set_dataset_meta(model, cfg, found: dict) -> None:
     palette = next((p for p in (configured.get('palette'), found.get('palette'))
                     if p is not None and not isinstance(p, str) and len(p) >= len(classes)), None)
     if palette is None:
-        palette = [tuple(int(c) for c in color) for color in np.random.RandomState(42).randint(0, 256, (len(classes), 3))]
+        palette = [tuple(int(c) for c in color)
+                   for color in np.random.RandomState(42).randint(0, 256, (len(classes), 3))]
     model.dataset_meta = dict(classes=classes, palette=[tuple(c) for c in palette[:len(classes)]])
 
 
@@ -86,8 +87,8 @@ def predict(model, image_path: Path):
 
 
 def use_onnx_model(cfg, onnx_file: str) -> str:
-    """Make the config run ``onnx_file`` instead of its model (tools/test.py, tools/misc/image_demo.py); returns the note
-    for the log.
+    """Make the config run ``onnx_file`` instead of its model (tools/test.py, tools/misc/image_demo.py); returns the
+    note for the log.
 
     The graph must be of the config's task and predict the classes of its test set."""
     try:

@@ -21,9 +21,11 @@ from mmengine.logging import print_log
 from ..utils import first_n
 from .reading import CheckpointError, resolve_weights_file, safe_load, unwrap_state_dict
 
-# The layout of our backbone's state_dict; a backbone class says it takes it with ``checkpoint_layout = OFFICIAL_LAYOUT``.
+# The layout of our backbone's state_dict; a backbone class says it takes it with
+# ``checkpoint_layout = OFFICIAL_LAYOUT``.
 OFFICIAL_LAYOUT = 'official'
-# (pattern, replacement) applied in order (a re.sub replacement); None drops the key (a classification head, on purpose).
+# (pattern, replacement) applied in order (a re.sub replacement); None drops the key (a classification head, on
+# purpose).
 Renames = List[Tuple[str, Union[None, str, Callable]]]
 KEY_MAPS: Dict[str, Renames] = {
     'official': [
@@ -71,7 +73,8 @@ KEY_MAPS: Dict[str, Renames] = {
 CLASSIFIER_NORM = {'official': re.compile(r'^norm\.'), 'timm': re.compile(r'^head\.norm\.'),
                    'huggingface': re.compile(r'^layernorm\.')}
 # The backbone inside a detector or segmentor, or the encoder of an FCMAE pre-training checkpoint (official
-# ConvNeXt-V2 main_pretrain.py): everything else (necks, heads; decoder, mask_token, proj, pred) is ignored and reported.
+# ConvNeXt-V2 main_pretrain.py): everything else (necks, heads; decoder, mask_token, proj, pred) is ignored and
+# reported.
 BACKBONE_PREFIXES = ('backbone.', 'encoder.')
 # Hugging Face names the backbone after the model (``convnext.``, ``convnextv2.``, ``backbone.`` in UperNet), and its
 # ``encoder.`` is a part of it, not an FCMAE encoder: the backbone is whatever precedes ``embeddings.patch_embeddings``.

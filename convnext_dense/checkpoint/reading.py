@@ -85,7 +85,8 @@ def unwrap_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
     while isinstance(state_dict, dict) and not _is_tensor_dict(state_dict):
         wrapper = next((k for k in WRAPPER_KEYS if isinstance(state_dict.get(k), dict)), None)
         if wrapper is None:
-            raise CheckpointError(f'no state_dict found in the checkpoint; its top-level keys are {list(state_dict)[:8]}')
+            raise CheckpointError('no state_dict found in the checkpoint; its top-level keys are '
+                                  f'{list(state_dict)[:8]}')
         state_dict = state_dict[wrapper]
     state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     for prefix in STRIPPED_PREFIXES:

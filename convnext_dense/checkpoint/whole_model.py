@@ -159,8 +159,8 @@ def load_into(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], repor
     if missing:
         raise CheckpointError(
             f'{report.source}: the checkpoint ({report.format}) has no weights for {len(missing)} tensors of the '
-            f'model: {abbreviate(missing, depth=3)}. It is a checkpoint of another model (e.g. a Mask R-CNN given to a Cascade '
-            'Mask R-CNN config, or a detector without masks); use the config it was trained with')
+            f'model: {abbreviate(missing, depth=3)}. It is a checkpoint of another model (e.g. a Mask R-CNN given to a '
+            'Cascade Mask R-CNN config, or a detector without masks); use the config it was trained with')
     if class_layers and not new_classes:
         raise CheckpointError(_class_mismatch_message(model, own, class_layers, report, model_cfg))
     report.new_class_layers = sorted(class_layers)

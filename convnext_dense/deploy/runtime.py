@@ -40,8 +40,8 @@ class OnnxModel:
         self.providers = self.session.get_providers()
         meta = self.session.get_modelmeta().custom_metadata_map
         if 'task' not in meta:
-            raise ValueError(f'{path} was not written by tools/deployment/export_onnx.py (its metadata names no task); export the '
-                             'model with tools/deployment/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx')
+            raise ValueError(f'{path} was not written by tools/deployment/export_onnx.py (its metadata names no task); '
+                             'export the model with tools/deployment/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx')
         self.metadata: Dict[str, str] = dict(meta)
         self.task: str = meta['task']
         self.classes: Tuple[str, ...] = tuple(json.loads(meta.get('classes', '[]')))
@@ -73,8 +73,8 @@ class OnnxRuntimeModel(BaseModel):
         super().__init__()
         self.graph = OnnxModel(onnx_file)
         if self.graph.task not in ('segmentation', 'detection'):
-            raise ValueError(f'{onnx_file} is a {self.graph.task} graph; tools/test.py and tools/misc/image_demo.py run '
-                             'segmentation and detection graphs (export without --backbone-only)')
+            raise ValueError(f'{onnx_file} is a {self.graph.task} graph; tools/test.py and tools/misc/image_demo.py '
+                             'run segmentation and detection graphs (export without --backbone-only)')
         self.test_cfg = dict(test_cfg or {})
         if self.test_cfg.get('mode') == 'slide' and 'labels' in self.graph.output_names:
             raise ValueError(f'{onnx_file} outputs label maps, but the config infers in sliding windows, which '

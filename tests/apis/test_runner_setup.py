@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from convnext_dense import CheckpointError, ConvNeXt
-from convnext_dense.apis.runner_setup import (SetupError, adapt_to_machine, check_data, check_pretrained, load_config,
-                                              require_checkpoint)
+from convnext_dense.apis.runner_setup import (
+    SetupError,
+    adapt_to_machine,
+    check_data,
+    check_pretrained,
+    load_config,
+    require_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_DET = str(REPO / 'configs' / 'demo' / 'mask_rcnn_convnext_atto_demo.py')
@@ -60,7 +66,8 @@ def test_missing_checkpoint_to_test():
 @pytest.fixture
 def demo_data(tmp_path, monkeypatch):
     """A working directory with a tiny demo data set under data/demo/."""
-    subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'make_demo_data.py'), '--num-train', '1', '--num-val', '1'],
+    subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'make_demo_data.py'),
+                    '--num-train', '1', '--num-val', '1'],
                    cwd=tmp_path, check=True, capture_output=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -94,7 +101,8 @@ def test_remote_checkpoints_are_left_to_their_loader(demo_data):
     backbone's loader then refuses the URL, naming the fix, without touching the network."""
     url = 'https://example.com/convnext_atto.pth'
     check_pretrained(load_config(DEMO_DET, {'model.backbone.pretrained': url}))
-    with pytest.raises(SetupError, match=r'pretrained checkpoint not found: missing\.pth \(model\.backbone\.pretrained\)'):
+    with pytest.raises(SetupError,
+                       match=r'pretrained checkpoint not found: missing\.pth \(model\.backbone\.pretrained\)'):
         check_pretrained(load_config(DEMO_DET, {'model.backbone.pretrained': 'missing.pth'}))
     with pytest.raises(CheckpointError, match='checkpoints are not downloaded.*pass the local path'):
         ConvNeXt('atto', pretrained=url).init_weights()

@@ -9,8 +9,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  registers the backbone and the config fixes
-from convnext_dense.apis.runner_setup import SetupError
 from convnext_dense.apis.evaluation_outputs import draw_predictions, per_class_tables
+from convnext_dense.apis.runner_setup import SetupError
 from convnext_dense.apis.tta import enable_tta
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import import_mmpretrain_convnext, import_timm, randomize_
+
 from convnext_dense import CheckpointError, ConvNeXt, load_pretrained
 
 TOL = dict(rtol=0, atol=1e-5)
@@ -53,7 +53,8 @@ def test_mmpretrain_and_official_checkpoints_give_mmpretrain_outputs(arch, versi
         # and segmentation code, so there every output norm keeps its fresh initialisation
         official = report.format == 'official'
         assert sorted(report.unused_classifier_norm) == (['norm.bias', 'norm.weight'] if official else [])
-        assert report.fresh_norms == ([f'norm{i}.{p}' for i in range(4) for p in ('bias', 'weight')] if official else [])
+        assert report.fresh_norms == ([f'norm{i}.{p}' for i in range(4) for p in ('bias', 'weight')]
+                                      if official else [])
         assert ("the classifier's final norm, not used" in report.summary()) == official
         with torch.no_grad():
             outs = ours.eval()(x)
@@ -126,7 +127,8 @@ def test_detector_checkpoint_keeps_backbone_and_reports_the_rest(save):
 
 @pytest.mark.parametrize('make_checkpoint, message', [
     (lambda: ConvNeXt('tiny').state_dict(), r"do not fit the model.*looks like arch='tiny', version=1"),
-    (lambda: ConvNeXt('atto', in_channels=4).state_dict(), r'downsample_layers\.0\.0\.weight: checkpoint \(40, 4, 4, 4\)'),
+    (lambda: ConvNeXt('atto', in_channels=4).state_dict(),
+     r'downsample_layers\.0\.0\.weight: checkpoint \(40, 4, 4, 4\)'),
     (lambda: {'conv1.weight': torch.zeros(3), 'fc.weight': torch.zeros(2)}, 'not a ConvNeXt checkpoint'),
     (lambda: {'state_dict': {'backbone.downsample_layers.0.0.weight': torch.zeros(40, 3, 2, 2),
                              'backbone.stages.0.0.dwconv.weight': torch.zeros(40, 1, 7, 7)}}, 'do not fit'),

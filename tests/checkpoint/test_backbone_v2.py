@@ -18,8 +18,8 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import randomize_
+
 from convnext_dense import ConvNeXt, load_pretrained
 from convnext_dense.models.backbones.convnext import ARCHS
 

@@ -17,11 +17,11 @@ configs, in tests/tools/test_released_models.py.
 """
 import pytest
 import torch
+from conftest import REPO, randomize_
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 
-from conftest import REPO, randomize_
 from convnext_dense import CheckpointError, ConvNeXt, load_checkpoint, load_pretrained
 
 DEMO = REPO / 'configs' / 'demo'

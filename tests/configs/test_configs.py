@@ -243,7 +243,8 @@ def _device(name: str) -> str:
 
 def _assert_layer_decay(cfg, model, recipe):
     # The constructor name must give our layer decay inside the config's mmdet/mmseg scope: the stem gets
-    # lr * decay_rate ** (num_layers + 1), the heads the base lr. (AmpOptimWrapper needs a GPU; the groups are the same.)
+    # lr * decay_rate ** (num_layers + 1), the heads the base lr. (AmpOptimWrapper needs a GPU; the groups are the
+    # same.)
     wrapper_cfg = cfg.optim_wrapper.copy()
     wrapper_cfg.type = 'OptimWrapper'
     lrs = {group['lr'] for group in build_optim_wrapper(model, wrapper_cfg).optimizer.param_groups}

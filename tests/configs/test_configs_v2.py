@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Dict, NamedTuple, Optional
 
 import pytest
+from test_configs import _assert_layer_decay, build, load, num_params  # the V1 recipe tests' helpers
 
 import convnext_dense  # noqa: F401  registers the backbone and the constructor, resolves mmdet::/mmseg:: scopes
 from convnext_dense.models.backbones.convnext import ARCHS
-from test_configs import _assert_layer_decay, build, load, num_params  # the V1 recipe tests' helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ import pytest
 from mmengine.config import Config
 
 import convnext_dense  # noqa: F401  registers our modules, resolves mmdet:: / mmseg:: bases
-from convnext_dense.datasets.data_checks import check_num_classes
 from convnext_dense.apis.runner_setup import SetupError, add_cfg_options_arg, check_data
+from convnext_dense.datasets.data_checks import check_num_classes
 
 ROOT = Path(__file__).resolve().parents[2]
 DET = ROOT / 'configs/finetune/cascade_rcnn_convnext_t_coco_format.py'

@@ -18,8 +18,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 import convnext_dense.datasets.transforms.guarded_load as data_guards
-from convnext_dense.datasets.data_checks import check_annotations, check_num_classes
 from convnext_dense.apis.runner_setup import add_cfg_options_arg
+from convnext_dense.datasets.data_checks import check_annotations, check_num_classes
 from convnext_dense.datasets.transforms.guarded_load import BadSampleError
 from convnext_dense.engine.safeguards import guard_pipelines
 

@@ -15,8 +15,14 @@ from mmcv.ops import nms, roi_align
 from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
 from mmdet.structures import DetDataSample
 
-from convnext_dense.deploy.detector_graph import (OUTPUT_NAMES, DetectorGraph, NonMaxSuppression, RoiAlign,
-                                                  UnsupportedDetectorError, paste_masks)
+from convnext_dense.deploy.detector_graph import (
+    OUTPUT_NAMES,
+    DetectorGraph,
+    NonMaxSuppression,
+    RoiAlign,
+    UnsupportedDetectorError,
+    paste_masks,
+)
 from convnext_dense.deploy.graph_checks import count_convnext_norms, find_problems
 from convnext_dense.evaluation.detection_matching import match_detections
 

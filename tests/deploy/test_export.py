@@ -1,5 +1,6 @@
-"""tools/deployment/export_onnx.py's engine: UperNet and backbone graphs, V1 and V2, run by onnxruntime at sizes other than the
-export size give mmseg's own predictions; metadata travels in the file; bad requests are refused with the fix."""
+"""tools/deployment/export_onnx.py's engine: UperNet and backbone graphs, V1 and V2, run by onnxruntime at sizes other
+than the export size give mmseg's own predictions; metadata travels in the file; bad requests are refused with the
+fix."""
 import json
 import sys
 
@@ -11,7 +12,7 @@ from deploy_models import SEG_CONFIG, build, demo_config
 onnx = pytest.importorskip('onnx', reason='onnx (the deploy extra) is not installed')
 pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
 
-from convnext_dense.deploy.export import TOLERANCE, check_input, export  # noqa: E402
+from convnext_dense.deploy.export import check_input, export  # noqa: E402
 from convnext_dense.deploy.runtime import OnnxModel  # noqa: E402
 
 EXPORT_SHAPE = (64, 96)

@@ -1,7 +1,7 @@
-"""The runtime side of deploy: graphs are refused unless tools/deployment/export_onnx.py wrote them for the config's task and
-classes; detections are scaled back to the original image and their masks pasted there as mmdet's ``rescale=True``
-does; sliding-window
-segmentation through the graph equals mmseg's ``slide_inference`` of the PyTorch model."""
+"""The runtime side of deploy: graphs are refused unless tools/deployment/export_onnx.py wrote them for the config's
+task and classes; detections are scaled back to the original image and their masks pasted there as mmdet's
+``rescale=True`` does; sliding-window segmentation through the graph equals mmseg's ``slide_inference`` of the PyTorch
+model."""
 import json
 
 import numpy as np
@@ -15,10 +15,10 @@ pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from convnext_dense.deploy.export import export  # noqa: E402
 from convnext_dense.apis.inference import use_onnx_model  # noqa: E402
-from convnext_dense.deploy.runtime import OnnxModel, OnnxRuntimeModel  # noqa: E402
 from convnext_dense.apis.runner_setup import SetupError  # noqa: E402
+from convnext_dense.deploy.export import export  # noqa: E402
+from convnext_dense.deploy.runtime import OnnxModel, OnnxRuntimeModel  # noqa: E402
 
 SEG_CLASSES = ['background', 'circle', 'square', 'triangle']
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_demo_data
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from conftest import write_demo_data
 from convnext_dense.engine.hooks import EXIT_REQUEUE
 from convnext_dense.engine.hooks.safe_checkpoint_hook import unreadable
 

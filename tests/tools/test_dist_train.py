@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import write_demo_data
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from conftest import write_demo_data
 import convnext_dense  # noqa: F401  our weights-only checkpoint loader
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools
@@ -110,8 +110,8 @@ def test_sigterm_to_the_launcher_saves_once_and_the_run_resumes(demo_data, tmp_p
     assert (tmp_path / 'last_checkpoint').read_text() == str(saved[0])
     for rank, text in rank_logs(tmp_path).items():
         # A rank that had not yet received the signal at the iteration's check stops with the other.
-        assert re.search(rf'(SIGTERM|a signal on another rank): stopped after iteration {saved[0].stem[5:]}, saved {saved[0]}; exiting with '
-                         'status 75', text), rank
+        assert re.search(rf'(SIGTERM|a signal on another rank): stopped after iteration {saved[0].stem[5:]}, '
+                         rf'saved {saved[0]}; exiting with status 75', text), rank
 
     logs = dist_train('configs/demo/mask_rcnn_convnext_atto_demo.py', tmp_path, options, '--resume')
     done = int(saved[0].stem[5:])

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, import_mmpretrain_convnext
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import convnext_dense  # noqa: F401  (mmseg:: / mmdet:: config references resolve on the OneDL stack)
-from conftest import REPO, import_mmpretrain_convnext
 from convnext_dense.evaluation.detection_matching import match_detections
 
 pytestmark = pytest.mark.slow

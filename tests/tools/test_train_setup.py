@@ -3,7 +3,6 @@ import importlib.util
 import sys
 
 import pytest
-
 from conftest import REPO
 
 DEMO = str(REPO / 'configs/demo/mask_rcnn_convnext_atto_demo.py')

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from convnext_dense import CheckpointError  # the import registers the backbone; checkpoints load weights-only
+from convnext_dense.apis.export import export_model, export_shape
 from convnext_dense.apis.inference import load_model, read_rgb
 from convnext_dense.apis.runner_setup import SetupError, add_cfg_options_arg, load_config, require_checkpoint
 
@@ -49,39 +50,18 @@ def parse_args():
     return parser.parse_args()
 
 
-def default_shape(cfg) -> tuple:
-    """The sliding-window crop of a segmentor that slides, else the test pipeline's resize scale (short, long)."""
-    test_cfg = cfg.model.get('test_cfg') or {}
-    if cfg.default_scope == 'mmseg' and test_cfg.get('mode') == 'slide':
-        return tuple(test_cfg['crop_size'])
-    resize = next((t for t in cfg.test_dataloader.dataset.pipeline if t['type'].split('.')[-1] == 'Resize'), None)
-    if resize is None or 'scale' not in resize:
-        raise SetupError('the test pipeline has no Resize with a scale to take the export size from; give --shape H W')
-    scale = resize['scale'] if isinstance(resize['scale'], (tuple, list)) else (resize['scale'], resize['scale'])
-    return min(scale), max(scale)
-
-
 def main():
     args = parse_args()
     try:
         cfg = load_config(args.config, args.cfg_options)
         require_checkpoint(args.checkpoint)
         check_image = np.ascontiguousarray(read_rgb(args.check_image)[..., ::-1]) if args.check_image else None
-        shape = tuple(args.shape) if args.shape else default_shape(cfg)
-        if min(shape) < 32:
-            raise SetupError(f'--shape {shape[0]} {shape[1]}: both sides must be at least 32')
+        shape = export_shape(cfg, args.shape)
         model = load_model(cfg, args.checkpoint, 'cpu')
+        result = export_model(model, args.out, shape, provider=args.provider, dynamic=args.dynamic, fp16=args.fp16,
+                              opset=args.opset, backbone_only=args.backbone_only, labels=args.labels,
+                              config=args.config, check_image=check_image)
     except (SetupError, CheckpointError) as exc:
-        sys.exit(f'error: {exc}')
-    from convnext_dense.deploy.detector_graph import UnsupportedDetectorError
-    from convnext_dense.deploy.export import ParityError, export
-    from convnext_dense.deploy.graph_checks import GraphCheckError
-    try:
-        providers = list(dict.fromkeys([args.provider, 'CPUExecutionProvider']))  # the CPU runs what others cannot
-        result = export(model, args.out, shape, dynamic=args.dynamic, fp16=args.fp16, opset=args.opset,
-                        backbone_only=args.backbone_only, labels=args.labels, config=args.config,
-                        check_image=check_image, providers=providers)
-    except (ImportError, ValueError, UnsupportedDetectorError, GraphCheckError, ParityError) as exc:
         sys.exit(f'error: {exc}')
     print('\n'.join(result.summary()))
     if args.fp16:

@@ -331,7 +331,8 @@ def _resolve_arch(arch: Union[str, dict]) -> tuple:
         raise ValueError(f'ConvNeXt: arch must be a name or dict(depths=[...], dims=[...]), got {arch!r}')
     depths, dims = tuple(arch['depths']), tuple(arch['dims'])
     if len(depths) != NUM_STAGES or len(dims) != NUM_STAGES or min(depths) < 1 or min(dims) < 1:
-        raise ValueError(f'ConvNeXt: arch needs {NUM_STAGES} positive depths and dims, got depths={depths}, dims={dims}')
+        raise ValueError(f'ConvNeXt: arch needs {NUM_STAGES} positive depths and dims, '
+                         f'got depths={depths}, dims={dims}')
     return depths, dims
 
 

@@ -1,18 +1,14 @@
 """Numerical faults: a non-finite loss stops training before it is checkpointed; fp16 inference of the backbone stays
 finite and close to fp32 on large activations."""
 import copy
-import math
 
 import pytest
 import torch
-from mmengine.model import BaseModel
+from conftest import ToyModel, randomize_, toy_train_dataloader
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from mmengine.runner import Runner
-from mmengine.structures import BaseDataElement
-from torch import nn
 
-from conftest import ToyModel, randomize_, toy_train_dataloader
 from convnext_dense import ConvNeXt
 from convnext_dense.engine.hooks.finite_loss_hook import NonFiniteLossError
 

@@ -11,8 +11,7 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
-from convnext_dense import patches
-from convnext_dense import CheckpointError
+from convnext_dense import CheckpointError, patches
 from convnext_dense.apis.runner_setup import add_runner_args
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools

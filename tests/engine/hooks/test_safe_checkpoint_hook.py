@@ -8,13 +8,11 @@ import signal
 
 import pytest
 import torch
+from conftest import ToyData, ToyModel, toy_train_dataloader
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
-from torch import nn
 
-from conftest import ToyData, ToyModel, toy_train_dataloader
 from convnext_dense.engine.hooks import EXIT_REQUEUE
 from convnext_dense.engine.hooks.safe_checkpoint_hook import CheckpointSpaceError, ResumeError, checkpoint_to_resume
 from convnext_dense.engine.safeguards import apply_safeguards

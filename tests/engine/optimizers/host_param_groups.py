@@ -9,7 +9,6 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
 
-
 def param_groups(config: str, scope: str) -> list:
     cfg = Config.fromfile(config)
     init_default_scope(scope)

@@ -96,7 +96,8 @@ class Toy(nn.Module):
 
 
 def lr_wd(scope, model, **paramwise_cfg):
-    cfg = dict(optimizer=dict(type='AdamW', lr=LR, weight_decay=WD), constructor='LearningRateDecayOptimizerConstructor',
+    cfg = dict(optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
+               constructor='LearningRateDecayOptimizerConstructor',
                paramwise_cfg=paramwise_cfg)
     with DefaultScope.overwrite_default_scope(scope):
         optimizer = build_optim_wrapper(model, cfg).optimizer
@@ -125,8 +126,9 @@ def test_upstream_expectations_for_beit_and_mae_in_mmseg(backbone):
 
 
 def test_mmseg_beit_backbone_gets_mmseg_own_groups():
-    from mmseg.engine.optimizers.layer_decay_optimizer_constructor import \
-        LearningRateDecayOptimizerConstructor as MMSegConstructor
+    from mmseg.engine.optimizers.layer_decay_optimizer_constructor import (
+        LearningRateDecayOptimizerConstructor as MMSegConstructor,
+    )
     from mmseg.models.backbones import BEiT
     model = Toy(BEiT(img_size=(32, 32), patch_size=16, embed_dims=32, num_layers=4, num_heads=2))
     paramwise_cfg = dict(decay_rate=0.9, decay_type='layer_wise', num_layers=4)

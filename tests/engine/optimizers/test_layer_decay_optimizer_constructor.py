@@ -1,12 +1,14 @@
 """The layer-decay constructor reproduces the official multipliers and replaces mmdet's and mmseg's copies."""
 import pytest
 import torch
-from mmdet.engine.optimizers.layer_decay_optimizer_constructor import \
-    LearningRateDecayOptimizerConstructor as MMDetConstructor
+from mmdet.engine.optimizers.layer_decay_optimizer_constructor import (
+    LearningRateDecayOptimizerConstructor as MMDetConstructor,
+)
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
-from mmseg.engine.optimizers.layer_decay_optimizer_constructor import \
-    LearningRateDecayOptimizerConstructor as MMSegConstructor
+from mmseg.engine.optimizers.layer_decay_optimizer_constructor import (
+    LearningRateDecayOptimizerConstructor as MMSegConstructor,
+)
 from torch import nn
 
 from convnext_dense import ConvNeXt, LearningRateDecayOptimizerConstructor
@@ -122,7 +124,8 @@ def test_frozen_parameters_are_left_out():
 def test_the_registered_name_gives_ours_in_mmdet_and_mmseg(scope):
     with torch.device('meta'):
         model = Detector('tiny')
-    cfg = dict(optimizer=dict(type='AdamW', lr=LR, weight_decay=WD), constructor='LearningRateDecayOptimizerConstructor',
+    cfg = dict(optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
+               constructor='LearningRateDecayOptimizerConstructor',
                paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6,
                                   custom_keys={'neck': dict(lr_mult=3.)}))
     with DefaultScope.overwrite_default_scope(scope):

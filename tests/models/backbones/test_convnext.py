@@ -135,7 +135,8 @@ def test_bad_arguments_name_the_problem(kwargs, message):
 
 def test_wrong_input_channels_name_the_fix():
     model = ConvNeXt('atto')
-    with pytest.raises(ValueError, match=r'expects input of shape \(N, 3, H, W\), got \(1, 4, 32, 32\); set in_channels'):
+    with pytest.raises(ValueError,
+                       match=r'expects input of shape \(N, 3, H, W\), got \(1, 4, 32, 32\); set in_channels'):
         model(torch.randn(1, 4, 32, 32))
     assert ConvNeXt('atto', in_channels=4)(torch.randn(1, 4, 32, 32))[0].shape == (1, 40, 8, 8)
 
