@@ -40,6 +40,12 @@ class SetupError(RuntimeError):
     """A problem with the command line, config, data or checkpoints that the user can fix; the message says how."""
 
 
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    """``--device`` of the tools that run a model on images, as mmdet's and mmseg's demos name it."""
+    parser.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
+                        help='device to run the model on (default: cuda:0 if there is a GPU, else cpu)')
+
+
 def add_cfg_options_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config settings, e.g. model.backbone.init_cfg=None '

@@ -14,11 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from convnext_dense import CheckpointError  # the import registers the backbone; mmengine reads checkpoints weights-only
 from convnext_dense.apis.inference import load_model, read_rgb
-from convnext_dense.apis.runner_setup import SetupError, add_cfg_options_arg, load_config, require_checkpoint
+from convnext_dense.apis.runner_setup import (
+    SetupError,
+    add_cfg_options_arg,
+    add_device_arg,
+    load_config,
+    require_checkpoint,
+)
 from convnext_dense.visualization.feature_maps import backbone_init, capture_backbone, plot_feature_maps, stage_maps
 
 
@@ -28,8 +32,7 @@ def parse_args():
     parser.add_argument('image', help='image file')
     parser.add_argument('--checkpoint', help='checkpoint of the whole model (e.g. from tools/train.py)')
     parser.add_argument('--out', help='PNG to write (default: features_<image name>.png)')
-    parser.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
-                        help='device to run the model on (default: cuda:0 if there is a GPU, else cpu)')
+    add_device_arg(parser)
     add_cfg_options_arg(parser)
     return parser.parse_args()
 

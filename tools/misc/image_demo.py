@@ -15,11 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from convnext_dense import CheckpointError  # the import registers the backbone; mmengine reads checkpoints weights-only
 from convnext_dense.apis.inference import load_model, predict, read_rgb
-from convnext_dense.apis.runner_setup import SetupError, add_cfg_options_arg, load_config, require_checkpoint
+from convnext_dense.apis.runner_setup import (
+    SetupError,
+    add_cfg_options_arg,
+    add_device_arg,
+    load_config,
+    require_checkpoint,
+)
 from convnext_dense.visualization.prediction_pictures import (
     build_visualizer,
     draw_prediction,
@@ -37,8 +41,7 @@ def parse_args():
     parser.add_argument('--out-dir', required=True, help='folder for the PNGs')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections: draw those scoring above this (default 0.3)')
-    parser.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
-                        help='device to run the model on (default: cuda:0 if there is a GPU, else cpu)')
+    add_device_arg(parser)
     add_cfg_options_arg(parser)
     return parser.parse_args()
 
