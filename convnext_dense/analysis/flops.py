@@ -1,8 +1,8 @@
 """FLOPs of detectors and segmentors counted the way the ConvNeXt and Swin papers counted them.
 
-The published figures come from mmdet 2.x / mmseg 0.x ``tools/analysis_tools/get_flops.py``: the model's ``forward_dummy`` on one
-image of ``--shape 1280 800`` (a (3, 1280, 800) tensor: H=1280, W=800; 800x1280 counts the same) for COCO, and of
-2048x512 (512 crops) or 2560x640 (640 crops) for ADE20K. ``forward_dummy`` is not inference:
+The published figures come from mmdet 2.x / mmseg 0.x ``tools/analysis_tools/get_flops.py``: the model's
+``forward_dummy`` on one image of ``--shape 1280 800`` (a (3, 1280, 800) tensor: H=1280, W=800; 800x1280 counts the
+same) for COCO, and of 2048x512 (512 crops) or 2560x640 (640 crops) for ADE20K. ``forward_dummy`` is not inference:
 
 - two-stage detectors: backbone + neck + RPN head on every level, then each box head on 1000 fixed proposals
   (``torch.randn(1000, 4)``) and each mask head on the first 100 of them; a cascade runs all its stages on those
@@ -11,16 +11,16 @@ image of ``--shape 1280 800`` (a (3, 1280, 800) tensor: H=1280, W=800; 800x1280 
 - segmentors: ``encode_decode``, backbone + decode head resized to the image (the auxiliary head is not run).
 
 mmdet 3.x has no ``forward_dummy`` and its ``tensor`` mode runs proposals after NMS and, for a cascade, every mask
-head on all of them (about 3x the official count), so :class:`ForwardDummy` re-creates mmdet 2.x's. It feeds the RoI
-heads zero RoI features of the extractors' output shape: RoIAlign is counted by neither counter, so only the heads'
-own layers matter.
+head on all of them (several times the official count), so :class:`ForwardDummy` re-creates mmdet 2.x's. It feeds
+the RoI heads zero RoI features of the extractors' output shape: RoIAlign is counted by neither counter, so only the
+heads' own layers matter.
 
 Counting is mmengine's analyzer (fvcore's convention: one multiply-add = one FLOP; convolutions, linear layers,
 matmuls, norms, upsampling and adaptive pooling counted, biases and element-wise ops such as GELU, ReLU and additions
 not). mmcv 1.x's hook counter, used for the official figures, also counted conv biases and ReLU but only
 ``nn.Module`` layers of known types (no functional interpolate, no matmul, not the official ConvNeXt's hand-written
-LayerNorm). The convolutions dominate, so on these models the conventions differ by well under 1% (Cascade
-ConvNeXt-T: 0.38G of LayerNorm and upsampling counted here only, 0.54G of conv biases and ReLU there only, of 741G).
+LayerNorm). The convolutions dominate, so on these models what one convention counts and the other does not
+(LayerNorm and upsampling here, conv biases and ReLU there) is a small fraction of the total.
 """
 from dataclasses import dataclass, field
 from importlib import import_module

@@ -6,6 +6,7 @@ the config's own optim_wrapper, through ``train_step`` as mmengine's runner call
 runner wrap it. :func:`estimate` runs one step on the CPU under :func:`~.memory_estimate.estimate_peak`'s accounting.
 """
 import copy
+from functools import partial
 
 import numpy as np
 import torch
@@ -48,8 +49,8 @@ def measure(args) -> dict:
     input_shape = list(model.data_preprocessor(copy.deepcopy(batch), True)['inputs'].shape)
     with common.process_group_for(args.launcher, device):
         wrapped = common.wrap_as_launched(cfg, model, args.launcher, device)
-        times = common.time_steps(lambda data: wrapped.train_step(data, optim_wrapper), lambda: copy.deepcopy(batch),
-                                  args.warmup, args.iters, device)
+        times = common.time_steps(partial(wrapped.train_step, optim_wrapper=optim_wrapper),
+                                  lambda: copy.deepcopy(batch), args.warmup, args.iters, device)
         del wrapped
     result = dict(task=common.config_task(cfg), precision=precision, amp_requested=amp, launcher=args.launcher,
                   image_shape=list(shape),

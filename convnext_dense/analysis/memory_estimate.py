@@ -23,10 +23,10 @@ how many RoIs the heads see, so the step really runs, on the CPU, while
 (:mod:`convnext_dense.analysis.cuda_allocator`): the step twice, the second on the warm cache without the first step's
 optimizer-state births, as the GPU benchmark measures after its warm-up; its peak of allocated blocks is what
 ``torch.cuda.max_memory_allocated`` reports, to which the cuBLAS workspaces are added. Not modelled (the validation
-against H100 measurements bounds them at about 1%): cuDNN convolution workspaces and CUDA kernels' own temporaries.
+against H100 measurements, :mod:`convnext_dense.analysis.memory_anchors`, bounds what they add): cuDNN convolution
+workspaces and CUDA kernels' own temporaries.
 """
 import contextlib
-import copy
 import weakref
 from typing import List, Optional
 
@@ -36,8 +36,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_flatten, tree_map
 
+from ..engine.optimizers.precision import is_amp, without_amp
 from . import benchmark as common
 from .cuda_allocator import steady_state_peak
+from .synthetic_batches import synthetic_batch
 
 BLOCK_BYTES = 512  # the CUDA caching allocator rounds every block up to a multiple of this
 # cuBLAS workspaces, allocated through the caching allocator: one per cuBLAS handle and stream, and a training step
@@ -254,17 +256,12 @@ def emulated_optim_wrapper_cls():
 
 
 def build_emulated_optim_wrapper(cfg, model, tracker: StorageTracker, amp: Optional[bool]):
-    """The config's optim_wrapper (constructor, param groups), AMP as the config asks unless ``amp`` says otherwise."""
-    from mmengine.optim import AmpOptimWrapper, build_optim_wrapper
-    from mmengine.registry import OPTIM_WRAPPERS
-    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-    wrapper_type = wrapper_cfg.get('type', 'OptimWrapper')
-    wrapper_cls = OPTIM_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
-    config_amp = issubclass(wrapper_cls, AmpOptimWrapper)
-    amp = config_amp if amp is None else amp
-    for key in ('loss_scale', 'dtype', 'use_fsdp'):
-        wrapper_cfg.pop(key, None)
-    wrapper_cfg.type = emulated_optim_wrapper_cls()
+    """The config's optim_wrapper (constructor, param groups), AMP as the config asks unless ``amp`` says otherwise.
+    Its type becomes :func:`emulated_optim_wrapper_cls`, which does the autocast itself on the CPU, so the AMP-only
+    arguments are dropped."""
+    from mmengine.optim import build_optim_wrapper
+    amp = is_amp(cfg.optim_wrapper) if amp is None else amp
+    wrapper_cfg = without_amp(cfg.optim_wrapper, emulated_optim_wrapper_cls())
     if 'foreach' not in wrapper_cfg.optimizer:
         wrapper_cfg.optimizer.foreach = True  # what torch picks for CUDA parameters, and its temporaries
     optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
@@ -297,7 +294,7 @@ def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Option
         before_wrapping = tracker.live
         wrapped = common.wrap_as_launched(cfg, model, launcher, cpu)
         ddp_buckets = tracker.live - before_wrapping
-        batch = common.synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
+        batch = synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
         tracker.reset_peak()
         static, setup_end = tracker.live, len(tracker.events)
         wrapped.train_step(batch, optim_wrapper)

@@ -2,27 +2,19 @@
 
 The eager side runs the very module that was exported (preprocessing, network and post-processing, as
 :func:`~.export.build_graph` wraps it) on the same input, so both sides compute the same outputs; the export's own
-parity check has compared those before anything is timed. Both sides get the same number of CPU threads.
+parity check has compared those before anything is timed. Both sides get the same number of CPU threads and the
+benchmarks' one timing loop (:func:`~.benchmark.time_steps`).
 """
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-
-def _times(step: Callable[[], object], warmup: int, iters: int) -> List[float]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+from .benchmark import time_steps
 
 
 def time_onnx_vs_eager(model: nn.Module, shape: Sequence[int], warmup: int, iters: int,
@@ -45,13 +37,14 @@ def time_onnx_vs_eager(model: nn.Module, shape: Sequence[int], warmup: int, iter
             module = build_graph(model, model_task(model))[0]
             x = check_input(tuple(shape), None)
             image = torch.from_numpy(x)
+            cpu = torch.device('cpu')
 
-            def eager():
+            def eager(inputs):
                 with torch.no_grad():
-                    module(image)
+                    module(inputs)
 
-            eager_times = _times(eager, warmup, iters)
-            ort_times = _times(lambda: graph.run(x), warmup, iters)
+            eager_times = time_steps(eager, lambda: image, warmup, iters, cpu)
+            ort_times = time_steps(graph.run, lambda: x, warmup, iters, cpu)
     finally:
         torch.set_num_threads(previous)
     eager_s, ort_s = statistics.median(eager_times), statistics.median(ort_times)

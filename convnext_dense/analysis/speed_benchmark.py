@@ -49,14 +49,7 @@ def measure(args) -> dict:
     backbone_input = model.data_preprocessor(train_batch, True)['inputs'].detach()
     model.backbone = maybe_compile(model.backbone, args.compile)
     test_batch = synthetic_batch(cfg, 1, shape, rng, with_gt=False)
-
-    def infer(data):
-        with torch.no_grad():
-            model.test_step(data)
-
-    times = common.time_steps(infer, lambda: copy.deepcopy(test_batch), args.warmup, args.iters, device)
-    result.update(common.timing_summary(times, 'inference'), **common.gpu_peaks(device, 'inference'))
-    result['inference_fps'] = 1 / result['inference_median_s']
+    result.update(time_inference(args, model, test_batch, device))
     if args.onnx:
         from .onnx_speed import time_onnx_vs_eager
         result.update(time_onnx_vs_eager(model, shape, args.warmup, args.iters, torch.get_num_threads()))
@@ -68,6 +61,20 @@ def measure(args) -> dict:
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     result.update(time_backbone(args, cfg, backbone_input, device))
+    return result
+
+
+def time_inference(args, model: torch.nn.Module, batch: dict, device: torch.device) -> dict:
+    """Times of ``model.test_step`` (preprocessing, predict, post-processing) on ``batch`` in eval mode, its FPS
+    and, on a GPU, its peak memory."""
+
+    def infer(data):
+        with torch.no_grad():
+            model.test_step(data)
+
+    times = common.time_steps(infer, lambda: copy.deepcopy(batch), args.warmup, args.iters, device)
+    result = dict(common.timing_summary(times, 'inference'), **common.gpu_peaks(device, 'inference'))
+    result['inference_fps'] = 1 / result['inference_median_s']
     return result
 
 

@@ -2,8 +2,8 @@
 config implies, and deploy's refusals as one-line SetupErrors."""
 import pytest
 import torch
-
 from conftest import DET_CONFIG, REPO
+
 from convnext_dense.apis.export import export_model, export_shape
 from convnext_dense.apis.runner_setup import SetupError, load_config
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import import_mmpretrain_convnext, randomize_
+
 from convnext_dense import ConvNeXt, load_pretrained
 
 pytestmark = [pytest.mark.gpu,
@@ -58,6 +58,7 @@ def test_real_config_trains_a_step_under_amp(config, dtype, mmcv_devices):
     from mmengine.optim import build_optim_wrapper
 
     import convnext_dense.analysis.benchmark as common
+    from convnext_dense.analysis.synthetic_batches import synthetic_batch
     cfg = common.load_benchmark_config(str(ROOT / config), {})
     device = torch.device('cuda')
     shape = common.image_shape(cfg, None)
@@ -70,7 +71,7 @@ def test_real_config_trains_a_step_under_amp(config, dtype, mmcv_devices):
     stem = model.backbone.downsample_layers[0][0].weight
     stem_grads = []
     stem.register_post_accumulate_grad_hook(lambda p: stem_grads.append(p.grad.detach().float().norm().item()))
-    batch = common.synthetic_batch(cfg, 2, shape, np.random.default_rng(0))
+    batch = synthetic_batch(cfg, 2, shape, np.random.default_rng(0))
     log_vars = model.train_step(batch, optim_wrapper)
     assert log_vars and all(torch.isfinite(torch.as_tensor(v)).all() for v in log_vars.values()), log_vars
     assert stem_grads and np.isfinite(stem_grads[0]) and stem_grads[0] > 0, 'no gradient reached the stem'

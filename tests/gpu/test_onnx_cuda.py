@@ -4,7 +4,6 @@ On a GPU, fp16 kernels really compute in half precision, which the CPU provider 
 without CUDA or without a GPU build of onnxruntime."""
 import pytest
 import torch
-
 from deploy.deploy_models import MASK_RCNN_CONFIG, SEG_CONFIG, build, demo_config
 
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
@@ -13,8 +12,9 @@ PROVIDERS = [p for p in ('CUDAExecutionProvider', 'TensorrtExecutionProvider') i
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
                                  reason='needs CUDA (torch sees no GPU); run tools/gpu_check.sh on a GPU machine'),
-              pytest.mark.skipif(not PROVIDERS, reason=f'onnxruntime {ort.__version__} has no CUDA or TensorRT provider '
-                                 '(install onnxruntime-gpu in place of onnxruntime)')]
+              pytest.mark.skipif(not PROVIDERS,
+                                 reason=f'onnxruntime {ort.__version__} has no CUDA or TensorRT provider '
+                                        '(install onnxruntime-gpu in place of onnxruntime)')]
 
 
 @pytest.mark.parametrize('provider', PROVIDERS)

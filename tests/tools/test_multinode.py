@@ -126,7 +126,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_nodes_on_localhost_end_with_the_same_weights(tmp_path):
     data = tmp_path / 'demo'
-    subprocess.run([sys.executable, str(TOOLS / 'make_demo_data.py'), '--out', str(data), '--num-train', '8',
+    subprocess.run([sys.executable, str(TOOLS / 'misc' / 'make_demo_data.py'), '--out', str(data), '--num-train', '8',
                     '--num-val', '2'], check=True, capture_output=True)
     (tmp_path / 'dump_weights_hook.py').write_text(DUMP_HOOK)
     config = tmp_path / 'two_nodes.py'

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_run_demo_script_end_to_end(tmp_path):
     # A small data set already in place (the script writes the default one only when none is there), short runs.
-    subprocess.run([sys.executable, str(REPO / 'tools' / 'make_demo_data.py'), '--num-train', '8', '--num-val', '4'],
-                   cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([sys.executable, str(REPO / 'tools' / 'misc' / 'make_demo_data.py'), '--num-train', '8',
+                    '--num-val', '4'], cwd=tmp_path, check=True, capture_output=True)
     env = dict(os.environ, PYTHON=sys.executable, DET_EPOCHS='1', SEG_ITERS='4', SEED='7', CUDA_VISIBLE_DEVICES='')
     result = subprocess.run([str(REPO / 'tools' / 'run_demo.sh'), 'work'], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=600)

@@ -40,7 +40,7 @@ def metrics_of(output: str) -> dict:
 def workspace(tmp_path_factory) -> Path:
     """A folder with the demo data where the configs expect it (data/demo/, relative to the working directory)."""
     root = tmp_path_factory.mktemp('workspace')
-    run(tool('make_demo_data.py') + ['--num-train', '8', '--num-val', '4'], cwd=root)
+    run(tool('misc/make_demo_data.py') + ['--num-train', '8', '--num-val', '4'], cwd=root)
     return root
 
 

@@ -19,9 +19,9 @@ in a one-process group, whose gradient buckets every GPU holds); --launcher none
 The measurement, estimate and reports are convnext_dense/analysis/memory_benchmark.py; this script parses the command
 line and runs one worker process per config.
 
-    python tools/analysis_tools/benchmark_memory.py configs/cascade_rcnn/convnext_t_3x.py configs/cascade_rcnn/swin_t_3x.py
-    python tools/analysis_tools/benchmark_memory.py CONFIG --cfg-options model.backbone.with_cp=True --out-dir work_dirs/cp
-    python tools/analysis_tools/benchmark_memory.py --estimate configs/cascade_rcnn/convnext_b_3x.py configs/cascade_rcnn/swin_b_3x.py
+    python tools/analysis_tools/benchmark_memory.py configs/cascade_rcnn/{convnext,swin}_t_3x.py
+    python tools/analysis_tools/benchmark_memory.py CONFIG --cfg-options model.backbone.with_cp=True --out-dir OUT
+    python tools/analysis_tools/benchmark_memory.py --estimate configs/cascade_rcnn/{convnext,swin}_b_3x.py
     python tools/analysis_tools/benchmark_memory.py --estimate --validate --out-dir work_dirs/memory_validation
 """
 import argparse

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# ConvNeXt against Swin in peak GPU training memory, on a CPU: the CPU estimate (tools/analysis_tools/benchmark_memory.py
-# --estimate, one GPU of a distributed run) of Cascade Mask R-CNN T/S/B at the recipes' default and at the leanest
-# setting (activation checkpointing in the backbone, AMP as the recipes have it), the step-time cost of the leanest
-# setting measured on the CPU for the B configs (fp32: AMP needs CUDA), then the README's table
-# (tools/analysis_tools/results_table.py). About 25 minutes on 2 CPU cores; tools/gpu_check.sh measures the same rows on a GPU.
+# ConvNeXt against Swin in peak GPU training memory, on a CPU: the CPU estimate
+# (tools/analysis_tools/benchmark_memory.py --estimate, one GPU of a distributed run) of Cascade Mask R-CNN T/S/B at
+# the recipes' default and at the leanest setting (activation checkpointing in the backbone, AMP as the recipes have
+# it), the step-time cost of the leanest setting measured on the CPU for the B configs (fp32: AMP needs CUDA), then the
+# README's table (tools/analysis_tools/results_table.py). It takes tens of minutes on a few CPU cores;
+# tools/gpu_check.sh measures the same rows on a GPU.
 #
 #   tools/analysis_tools/estimate_memory_table.sh [OUT_DIR]     # default work_dirs/memory_estimate
 set -euo pipefail

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 DETECTION = 'tests/data/bench_mask_rcnn_convnext_atto.py'
@@ -16,8 +17,8 @@ SMALL_RUN = ['--shape', '128', '160', '--batch-size', '2', '--iters', '2', '--wa
 
 
 def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f'tools/{tool}.py', *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run([sys.executable, f'tools/analysis_tools/{tool}.py', *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
 
 
 @pytest.fixture(scope='module')
@@ -142,11 +143,11 @@ def test_a_failing_config_is_reported_and_fails_the_run(tmp_path):
     assert (tmp_path / 'out' / 'logs' / 'no_scope.log').read_text().count('Traceback') == 1
 
 
-def test_gpu_results_are_reported_as_gpu_memory(tmp_path, monkeypatch, capsys):
+def test_gpu_results_are_reported_as_gpu_memory(tmp_path, capsys):
     """The GPU side of the report, fed with what a CUDA worker writes (this machine has no GPU to produce it)."""
-    monkeypatch.syspath_prepend(str(ROOT / 'tools'))
-    import benchmark_memory
-    args = benchmark_memory.parse_args([DETECTION, SEGMENTATION, '--out-dir', str(tmp_path)])
+    from convnext_dense.analysis import memory_benchmark
+    tool = load_tool('analysis_tools/benchmark_memory')
+    args = tool.parse_args([DETECTION, SEGMENTATION, '--out-dir', str(tmp_path)])
     env = dict(device='cuda', device_name='NVIDIA H100 80GB HBM3', torch=torch.__version__, cuda='13.0')
     results = [
         dict(name='convnext', config=DETECTION, status='ok', error=None, env=env, task='detection',
@@ -155,7 +156,7 @@ def test_gpu_results_are_reported_as_gpu_memory(tmp_path, monkeypatch, capsys):
              throughput_img_s=2 / 0.153),
         dict(name='swin', config=SEGMENTATION, status='oom', error='CUDA out of memory.', env=env, peak_rss_mib=2900.0),
     ]
-    assert benchmark_memory.report(args, results) == 0, 'an OOM is a measurement, not a failure of the tool'
+    assert memory_benchmark.report(args, results) == 0, 'an OOM is a measurement, not a failure of the tool'
     table = capsys.readouterr().out
     assert 'device: NVIDIA H100 80GB HBM3 | torch' in table and 'CPU RUN' not in table
     assert 'peak alloc (GiB)' in table and 'peak reserved (GiB)' in table and 'peak RSS' not in table
@@ -165,39 +166,6 @@ def test_gpu_results_are_reported_as_gpu_memory(tmp_path, monkeypatch, capsys):
     payload = json.loads((tmp_path / 'benchmark_memory.json').read_text())
     assert payload['memory_metric'] == 'gpu_peak_allocated_reserved' and payload['device_name'].startswith('NVIDIA')
     assert (tmp_path / 'benchmark_memory.png').read_bytes()[:4] == b'\x89PNG'
-
-
-@pytest.mark.parametrize('config, losses', [
-    (DETECTION, ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox', 'loss_mask')),
-    (SEGMENTATION, ('decode.loss_ce', 'aux.loss_ce')),
-])
-def test_synthetic_batches_train_every_head(config, losses, monkeypatch):
-    """The synthetic batches are what the data loaders deliver: valid boxes with masks inside them, labels in range,
-    and one training step computes every loss of the model from them."""
-    import numpy as np
-    from mmengine.optim import build_optim_wrapper
-
-    import convnext_dense.analysis.benchmark as common
-    cfg = common.load_benchmark_config(str(ROOT / config), {})
-    shape = common.image_shape(cfg, (96, 128))
-    batch = common.synthetic_batch(cfg, 2, shape, np.random.default_rng(0))
-    assert [tuple(img.shape) for img in batch['inputs']] == [(3, 96, 128)] * 2
-    for sample in batch['data_samples']:
-        assert sample.img_shape == sample.ori_shape == (96, 128)
-        if common.config_task(cfg) == 'detection':
-            boxes, masks = sample.gt_instances.bboxes.tensor, sample.gt_instances.masks.masks
-            assert len(boxes) == len(masks) == 7 and sample.gt_instances.labels.max() < common.num_classes(cfg)
-            assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 128).all() and (boxes[:, 3] <= 96).all()
-            for (x1, y1, x2, y2), mask in zip(boxes.tolist(), masks):
-                ys, xs = np.nonzero(mask)
-                assert len(xs) and xs.min() >= int(x1) and xs.max() <= x2 and ys.min() >= int(y1) and ys.max() <= y2
-        else:
-            labels = sample.gt_sem_seg.data
-            assert labels.shape == (1, 96, 128) and 0 <= labels.min() and labels.max() < common.num_classes(cfg)
-    model = common.build_model(cfg, torch.device('cpu')).train()
-    log_vars = model.train_step(batch, build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01))))
-    for loss in losses:
-        assert torch.isfinite(log_vars[loss]), loss
 
 
 def test_results_table_sets_convnext_against_swin_and_labels_estimates(tmp_path):
@@ -240,7 +208,8 @@ def test_results_table_sets_convnext_against_swin_and_labels_estimates(tmp_path)
 
 
 def test_results_table_from_a_tiny_cpu_run(memory_run, tmp_path):
-    """tools/analysis_tools/results_table.py reads the folder layout of tools/gpu_check.sh: memory_<setting>/ and backbone/."""
+    """tools/analysis_tools/results_table.py reads the folder layout of tools/gpu_check.sh: memory_<setting>/ and
+    backbone/."""
     import shutil
     pytest.importorskip('mmpretrain', reason='the backbone benchmark compares with mmpretrain, which is not installed '
                         'on this stack')
@@ -260,7 +229,8 @@ def test_results_table_from_a_tiny_cpu_run(memory_run, tmp_path):
     table = (tmp_path / 'RESULTS.md').read_text()
     assert table.strip() == proc.stdout.strip()
     assert f'torch {torch.__version__}' in table and 'CPU RUN' in table
-    assert '| bench_mask_rcnn_convnext_atto | default |' in table and '| bench_upernet_convnext_atto | default |' in table
+    assert '| bench_mask_rcnn_convnext_atto | default |' in table
+    assert '| bench_upernet_convnext_atto | default |' in table
     assert '| ours |' in table and '| mmpretrain |' in table
     # Only the backbone targets' inputs exist partly; everything not measured says so instead of passing.
     assert table.count('not measured') == 5

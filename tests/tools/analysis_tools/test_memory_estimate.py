@@ -1,6 +1,7 @@
 """The CPU estimate of peak GPU training memory: exact storage accounting on tensors whose sizes are known, CUDA's
 autocast policy emulated on the CPU, mmcv's C++ ops fed half precision, and `--estimate` end to end on a tiny config.
-(The validation against H100 measurements is `tools/analysis_tools/benchmark_memory.py --estimate --validate`: minutes per config.)"""
+(The validation against H100 measurements is `tools/analysis_tools/benchmark_memory.py --estimate --validate`: minutes
+per config.)"""
 import json
 import subprocess
 import sys
@@ -12,10 +13,16 @@ import torch.nn.functional as F
 
 from convnext_dense.analysis import benchmark, memory_estimate
 from convnext_dense.analysis.memory_anchors import ANCHORS, validation_rows
-from convnext_dense.analysis.memory_estimate import (StorageTracker, block_bytes, cuda_autocast, mmcv_ops_in_fp32,
-                                                    state_bytes)
+from convnext_dense.analysis.memory_estimate import (
+    StorageTracker,
+    block_bytes,
+    cuda_autocast,
+    mmcv_ops_in_fp32,
+    state_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
+TOOL = 'tools/analysis_tools/benchmark_memory.py'
 
 
 def test_storages_are_counted_once_in_allocator_blocks_until_freed():
@@ -119,7 +126,8 @@ def test_activation_checkpointing_recomputes_under_cudas_autocast_policy():
     from convnext_dense.analysis.memory_estimate import estimate_peak
     peaks = {}
     for with_cp in (False, True):
-        cfg = load_benchmark_config(str(ROOT / 'tests/data/bench_mask_rcnn_convnext_atto.py'), {'model.backbone.with_cp': with_cp})
+        cfg = load_benchmark_config(str(ROOT / 'tests/data/bench_mask_rcnn_convnext_atto.py'),
+                                    {'model.backbone.with_cp': with_cp})
         estimate = estimate_peak(cfg, 2, (256, 320))
         assert estimate['amp'], 'the config asks for AMP: the policy is in play'
         peaks[with_cp] = estimate['tensors_at_peak_bytes']
@@ -183,7 +191,7 @@ def test_validation_rows_check_errors_and_convnext_swin_ratios():
 @pytest.mark.slow
 def test_estimate_mode_end_to_end(tmp_path):
     config = 'tests/data/bench_mask_rcnn_convnext_atto.py'
-    proc = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_memory.py', '--estimate', config, '--shape', '128', '160',
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', config, '--shape', '128', '160',
                            '--out-dir', str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'ESTIMATE of peak GPU memory' in proc.stdout and 'estimated peak (GiB)' in proc.stdout
@@ -202,7 +210,7 @@ def test_estimate_mode_end_to_end(tmp_path):
     # one GPU of a distributed run (the default): DDP's buckets, a second copy of the gradients, for the whole step
     assert result['launcher'] == 'pytorch' and result['ddp_buckets_gib'] == pytest.approx(result['grads_gib'], rel=0.01)
 
-    proc = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_memory.py', '--estimate', config, '--shape', '128', '160',
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', config, '--shape', '128', '160',
                            '--launcher', 'none', '--out-dir', str(tmp_path / 'none')], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -212,9 +220,9 @@ def test_estimate_mode_end_to_end(tmp_path):
 
 
 def test_validate_refuses_configs():
-    proc = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_memory.py', '--validate', 'configs/x.py'], cwd=ROOT,
+    proc = subprocess.run([sys.executable, TOOL, '--validate', 'configs/x.py'], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and '--validate takes no CONFIG and needs --estimate' in proc.stderr
-    proc = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_memory.py', '--estimate', '--validate', '--launcher',
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', '--validate', '--launcher',
                            'none'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and 'drop --launcher none' in proc.stderr
