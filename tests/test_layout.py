@@ -138,3 +138,9 @@ def test_readme_layout_names_every_folder():
     assert folders - named == set(), f'folders missing from the README\'s Layout section: {sorted(folders - named)}'
     assert named - folders == set(), f'the README\'s Layout section names folders that are not there: ' \
         f'{sorted(named - folders)}'
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by file name (tests/ has no packages): two of one name stop the collection."""
+    names = [path.name for path in (REPO / 'tests').rglob('test_*.py')]
+    assert sorted({name for name in names if names.count(name) > 1}) == []
