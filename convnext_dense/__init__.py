@@ -11,6 +11,8 @@ registries (which mmdet's and mmseg's fall back to):
   (:mod:`.engine.hooks`; a config uses them only where it names them);
 - transforms: ``GuardedLoad`` (:mod:`.datasets.transforms`), which tools/train.py writes into the configs it saves;
 
+gives :func:`swap_backbone` (:mod:`.host_configs`), which puts ConvNeXt into any mmdet / mmseg model config,
+
 and makes the process-wide changes of :mod:`.patches` (weights-only checkpoint reads, ``mmseg::`` config scopes, the
 layer-decay constructor name in mmdet's and mmseg's registries).
 It needs mmengine and mmcv (official or OneDL releases); mmdet and mmseg are each optional.
@@ -28,12 +30,14 @@ from .checkpoint import CheckpointError, LoadReport, ModelLoadReport, load_check
 from .datasets.transforms import BadSampleError, GuardedLoad
 from .engine.hooks import CheckFiniteLossHook, PreemptionHook, ReproducibleResumeHook, SafeCheckpointHook
 from .engine.optimizers import LearningRateDecayOptimizerConstructor
+from .host_configs import HostConfigError, swap_backbone
 from .models import ConvNeXt
 from .patches import apply as _apply_patches
 from .version import __version__
 
-__all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad',
+__all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad', 'HostConfigError',
            'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'PreemptionHook',
-           'ReproducibleResumeHook', 'SafeCheckpointHook', '__version__', 'load_checkpoint', 'load_pretrained']
+           'ReproducibleResumeHook', 'SafeCheckpointHook', '__version__', 'load_checkpoint', 'load_pretrained',
+           'swap_backbone']
 
 _apply_patches()

@@ -11,8 +11,8 @@ from conftest import REPO
 
 PACKAGE = 'convnext_dense'
 # Bottom to top: a module may import from its own layer and the ones below it, never from one above.
-LAYERS = ('utils', 'version', 'checkpoint', 'models', 'datasets', 'evaluation', 'engine', 'patches', 'deploy', 'apis',
-          'visualization', 'analysis')
+LAYERS = ('utils', 'version', 'checkpoint', 'models', 'datasets', 'evaluation', 'engine', 'host_configs', 'patches',
+          'deploy', 'apis', 'visualization', 'analysis')
 MAX_TOOL_LINES = 120  # a tool's lines apart from its argument parsing (parse_args)
 
 

@@ -23,6 +23,8 @@ from ..datasets.data_checks import check_annotations, check_num_classes
 from ..engine.optimizers.precision import is_amp, without_amp
 from ..engine.runner_internals import mark_weights_loaded
 from ..engine.safeguards import apply_safeguards
+from ..host_configs import HostConfigError
+from ..host_configs.preflight import check_backbone_fit
 from ..patches import UNSAFE_LOAD_ENV
 from ..utils.config_tree import get, leaf_datasets, walk
 
@@ -77,7 +79,8 @@ class _AllowUnsafeLoad(argparse.Action):
 
 def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = 'none',
                 work_dir: Optional[str] = None, local_rank: int = 0) -> Config:
-    """Read ``path``, apply ``--cfg-options`` and the launcher, and check that it is an mmdet or mmseg config."""
+    """Read ``path``, apply ``--cfg-options`` and the launcher, and check that it is an mmdet or mmseg config whose
+    neck and heads read what its backbone returns (for our ConvNeXt: :func:`check_backbone_fit`)."""
     if not osp.isfile(path):
         raise SetupError(f'config file not found: {path}{_similar_configs(path)}')
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
@@ -88,6 +91,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = '
     if scope not in SCOPES:
         raise SetupError(f"{path}: default_scope is {scope!r}; these tools run mmdet or mmseg configs, which set "
                          "default_scope='mmdet' or 'mmseg' (through their _base_ default_runtime.py)")
+    try:
+        check_backbone_fit(cfg)
+    except HostConfigError as error:
+        raise SetupError(f'{path}: {error}') from None
     cfg.launcher = launcher
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg

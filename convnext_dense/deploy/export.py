@@ -114,7 +114,7 @@ def build_graph(model: nn.Module, task: str, labels: bool = False) -> Tuple[nn.M
         names = tuple(f'stage{i}' for i in backbone.out_indices)
         graph, layout = BackboneGraph(model), '; '.join(
             f'{name}: float32 (1, {c}, ceil(H/{s}), ceil(W/{s}))'
-            for name, c, s in zip(names, backbone.out_channels, backbone.strides))
+            for name, c, s in zip(names, backbone.out_channels, backbone.out_strides))
     else:
         from .detector_graph import OUTPUT_NAMES, DetectorGraph
         graph, names = DetectorGraph(model), OUTPUT_NAMES

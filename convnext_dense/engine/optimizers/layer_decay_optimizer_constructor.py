@@ -23,12 +23,15 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ...models.backbones.convnext import DECAY_TYPES, NUM_STAGES, ConvNeXt
 
 NAME = 'LearningRateDecayOptimizerConstructor'
-OUR_KEYS = ('decay_rate', 'num_layers', 'decay_type', 'custom_keys')
+OUR_KEYS = ('decay_rate', 'num_layers', 'decay_type', 'custom_keys', 'norm_decay_mult', 'bias_decay_mult')
 
+NORM_LAYERS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)  # mmengine's norm_decay_mult applies to these
 # (relative parameter name) -> (layer id, number of layers + 2): the scale is decay_rate ** (count - id - 1).
 LayerDepth = Callable[[str], Tuple[int, int]]
 
@@ -38,10 +41,17 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """Scale each backbone parameter's learning rate by ``decay_rate ** (num_layers + 1 - layer_id)``.
 
     ``paramwise_cfg``: ``decay_rate``, ``num_layers`` (6 for ConvNeXt-T, 12 for larger ones in the official recipes),
-    ``decay_type`` (``layer_wise`` or ``stage_wise``), and optionally ``custom_keys``
-    (``{substring: dict(lr_mult=..., decay_mult=...)}``) for parameters outside the backbone. Layer ids come from the
-    backbone (:meth:`ConvNeXt.layer_id`, or ``get_layer_depth`` of other backbones); parameters outside the backbone
-    (neck, heads) and its output norms get the base learning rate. 1-D parameters and biases get no weight decay.
+    ``decay_type`` (``layer_wise`` or ``stage_wise``), and optionally:
+
+    - ``custom_keys`` (``{substring: dict(lr_mult=..., decay_mult=...)}``, the longest matching key wins), for any
+      parameter: on a backbone parameter an ``lr_mult`` multiplies its layer decay (DINO's ``backbone`` 0.1);
+    - ``norm_decay_mult`` / ``bias_decay_mult``: the weight decay of normalisation layers' parameters / of biases, as a
+      multiple of the base one (mmengine's meaning).
+
+    Layer ids come from the backbone (:meth:`ConvNeXt.layer_id`, or ``get_layer_depth`` of other backbones);
+    parameters outside the backbone (neck, heads) and its output norms get the base learning rate. As in the official
+    recipes, 1-D parameters and biases get no weight decay unless ``norm_decay_mult`` / ``bias_decay_mult`` say
+    otherwise.
     """
 
     host_constructor: Optional[type] = None  # mmdet's or mmseg's own class of this name, in their registries
@@ -64,21 +74,22 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
         decay_rate, decay_type, num_layers, custom_keys = self._settings()
         backbones = self._layer_depths(module, decay_type, num_layers)
+        keys_longest_first = sorted(sorted(custom_keys), key=len, reverse=True)
+        norm_params = {id(p) for m in module.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()}
         groups: Dict[str, dict] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue  # frozen stages
-            weight_decay = 0. if param.ndim <= 1 or name.endswith('.bias') else self.base_wd
+            weight_decay = self._weight_decay(name, param, id(param) in norm_params)
             lr, layer = self.base_lr, None
             backbone = next((p for p in backbones if name.startswith(f'{p}.')), None)
             if backbone is not None:
                 layer, count = backbones[backbone](name[len(backbone) + 1:])
                 lr *= decay_rate**(count - layer - 1)
-            else:
-                key = next((k for k in sorted(sorted(custom_keys), key=len, reverse=True) if k in name), None)
-                if key is not None:
-                    lr *= custom_keys[key].get('lr_mult', 1.)
-                    weight_decay *= custom_keys[key].get('decay_mult', 1.)
+            key = next((k for k in keys_longest_first if k in name), None)
+            if key is not None:
+                lr *= custom_keys[key].get('lr_mult', 1.)
+                weight_decay *= custom_keys[key].get('decay_mult', 1.)
             group = groups.setdefault(f'layer_{layer}_lr{lr:.3e}_wd{weight_decay:.3e}', dict(
                 params=[], param_names=[], lr=lr, weight_decay=weight_decay, layer_id=layer,
                 lr_scale=lr / self.base_lr))
@@ -87,6 +98,14 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         params.extend(groups.values())
         print_log(self._describe(groups.values(), decay_type, decay_rate, num_layers), logger='current',
                   level=logging.INFO)
+
+    def _weight_decay(self, name: str, param: nn.Parameter, in_norm_layer: bool) -> float:
+        cfg = self.paramwise_cfg
+        if in_norm_layer and 'norm_decay_mult' in cfg:
+            return self.base_wd * cfg['norm_decay_mult']
+        if name.endswith('.bias') and 'bias_decay_mult' in cfg:
+            return self.base_wd * cfg['bias_decay_mult']
+        return 0. if param.ndim <= 1 or name.endswith('.bias') else self.base_wd
 
     def _settings(self) -> tuple:
         cfg = self.paramwise_cfg

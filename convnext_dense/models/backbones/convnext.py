@@ -217,7 +217,7 @@ class ConvNeXt(BaseModule):
         self._freeze_stages()
 
     @property
-    def strides(self) -> tuple:
+    def out_strides(self) -> tuple:
         return tuple(STEM_STRIDE * 2**i for i in self.out_indices)
 
     @property

@@ -95,7 +95,7 @@ def test_grn_and_layer_scale_get_no_weight_decay():
         assert got[name][1] == 0, name
 
 
-def test_custom_keys_apply_outside_the_backbone():
+def test_custom_keys_apply_outside_the_backbone_too():
     with torch.device('meta'):
         model = Detector('tiny')
     got = build(LearningRateDecayOptimizerConstructor, model, 'layer_wise', 0.7, 6,
@@ -103,6 +103,35 @@ def test_custom_keys_apply_outside_the_backbone():
     assert got['neck.weight'] == (pytest.approx(2 * LR), pytest.approx(0.5 * WD))
     assert got['head.0.weight'] == (pytest.approx(10 * LR), pytest.approx(WD))
     assert got['backbone.stages.3.0.dwconv.weight'][0] == pytest.approx(LR * 0.7)
+
+
+def test_an_lr_mult_on_the_backbone_multiplies_its_layer_decay():
+    """DINO's and Mask2Former's ``backbone`` lr_mult 0.1 on top of the layer decay, not instead of it."""
+    with torch.device('meta'):
+        model = Detector('tiny')
+    plain = build(LearningRateDecayOptimizerConstructor, model, 'layer_wise', 0.7, 6)
+    got = build(LearningRateDecayOptimizerConstructor, model, 'layer_wise', 0.7, 6,
+                custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=2.), 'backbone.stages.3': dict(lr_mult=0.5)})
+    assert got['backbone.downsample_layers.0.0.weight'] == (pytest.approx(0.1 * LR * 0.7**7), pytest.approx(2 * WD))
+    assert got['backbone.stages.2.4.pwconv1.weight'][0] == pytest.approx(
+        0.1 * plain['backbone.stages.2.4.pwconv1.weight'][0])
+    assert got['backbone.stages.3.0.dwconv.weight'][0] == pytest.approx(0.5 * LR * 0.7)  # the longest key wins
+    assert got['neck.weight'] == plain['neck.weight']
+
+
+def test_norm_and_bias_decay_mult_as_mmengine_means_them():
+    with torch.device('meta'):
+        model = Detector('tiny')
+    official = build(LearningRateDecayOptimizerConstructor, model, 'layer_wise', 0.7, 6)
+    assert official['head.1.weight'][1] == 0 and official['neck.bias'][1] == 0  # no decay on 1-D and biases
+    got = build(LearningRateDecayOptimizerConstructor, model, 'layer_wise', 0.7, 6, norm_decay_mult=0.5,
+                bias_decay_mult=0.1)
+    assert got['head.1.weight'][1] == pytest.approx(0.5 * WD)  # a LayerNorm's weight
+    assert got['head.1.bias'][1] == pytest.approx(0.5 * WD)  # a norm layer's bias follows norm_decay_mult
+    assert got['neck.bias'][1] == pytest.approx(0.1 * WD)
+    assert got['backbone.stages.0.0.norm.weight'][1] == pytest.approx(0.5 * WD)
+    assert got['backbone.stages.0.0.gamma'][1] == 0  # layer scale: neither a norm nor a bias
+    assert got['neck.weight'][1] == WD
 
 
 def test_backbone_is_found_by_module_not_by_name():
@@ -141,8 +170,8 @@ def test_the_registered_name_gives_ours_in_mmdet_and_mmseg(scope):
     (lambda: Detector('atto'), dict(num_layers=6), ValueError, r"needs \['decay_rate'\]"),
     (lambda: Detector('atto'), dict(decay_rate=0.7, num_layers=6, decay_type='block_wise'), ValueError,
      'decay_type must be one of'),
-    (lambda: Detector('atto'), dict(decay_rate=0.7, num_layers=6, norm_decay_mult=0.), ValueError,
-     r"unsupported paramwise_cfg keys \['norm_decay_mult'\]"),
+    (lambda: Detector('atto'), dict(decay_rate=0.7, num_layers=6, bypass_duplicate=True), ValueError,
+     r"unsupported paramwise_cfg keys \['bypass_duplicate'\]"),
     (lambda: Detector('small'), dict(decay_rate=0.7, num_layers=6), ValueError,
      'num_layers=6 is too small .* 27 blocks in stage 2 .* use num_layers=12'),
     (lambda: Detector('atto'), dict(decay_rate=1.5, num_layers=6), ValueError, r'decay_rate must be in \(0, 1\]'),

@@ -18,9 +18,9 @@ def test_output_shapes_and_strides(arch, version, size):
     model = ConvNeXt(arch, version=version).eval()
     with torch.no_grad():
         outs = model(torch.randn(2, 3, *size))
-    assert model.strides == (4, 8, 16, 32)
+    assert model.out_strides == (4, 8, 16, 32)
     assert model.out_channels == ARCHS[arch]['dims']
-    for out, stride, dim in zip(outs, model.strides, ARCHS[arch]['dims']):
+    for out, stride, dim in zip(outs, model.out_strides, ARCHS[arch]['dims']):
         assert out.shape == (2, dim, math.ceil(size[0] / stride), math.ceil(size[1] / stride))
 
 
