@@ -3,7 +3,7 @@ import re
 
 from conftest import REPO
 
-ZOO_FOLDERS = ('mask_rcnn', 'cascade_rcnn', 'upernet')
+ZOO_FOLDERS = ('mask_rcnn', 'cascade_rcnn', 'upernet', 'dino', 'mask2former')
 
 
 def zoo_table_configs():
@@ -20,7 +20,7 @@ def test_every_config_has_one_row():
     listed = zoo_table_configs()
     configs = sorted(str(path.relative_to(REPO)) for folder in ZOO_FOLDERS
                      for path in (REPO / 'configs' / folder).glob('*.py') if not path.name.startswith('_base'))
-    assert configs, 'no configs found under configs/{mask_rcnn,cascade_rcnn,upernet}'
+    assert configs, 'no configs found under configs/{mask_rcnn,cascade_rcnn,upernet,dino,mask2former}'
     assert sorted(set(configs) - set(listed)) == [], 'configs missing from the README model zoo table'
     assert sorted(c for c in set(listed) if listed.count(c) > 1) == [], 'configs listed twice'
 

@@ -15,6 +15,13 @@ head on all of them (several times the official count), so :class:`ForwardDummy`
 the RoI heads zero RoI features of the extractors' output shape: RoIAlign is counted by neither counter, so only the
 heads' own layers matter.
 
+Query-based models had no ``forward_dummy``; their papers (DINO, Mask2Former) counted the inference forward with
+fvcore. Here that is the network up to its predictions, without post-processing: a DETR-like detector's backbone, neck,
+encoder, decoder and box heads (mmdet's ``tensor`` mode); a Mask2Former's backbone, pixel decoder and transformer
+decoder with its last masks upsampled to the image (mmdet ``panoptic_head.predict``), for segmentation also the
+per-class logits (mmseg ``encode_decode``). Their multi-scale deformable attention's sampling is a ``grid_sample``
+(uncounted, as the CUDA op was); its projections are counted.
+
 Counting is mmengine's analyzer (fvcore's convention: one multiply-add = one FLOP; convolutions, linear layers,
 matmuls, norms, upsampling and adaptive pooling counted, biases and element-wise ops such as GELU, ReLU and additions
 not). mmcv 1.x's hook counter, used for the official figures, also counted conv biases and ReLU but only
@@ -22,6 +29,7 @@ not). mmcv 1.x's hook counter, used for the official figures, also counted conv 
 LayerNorm). The convolutions dominate, so on these models what one convention counts and the other does not
 (LayerNorm and upsampling here, conv biases and ReLU there) is a small fraction of the total.
 """
+import inspect
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -86,9 +94,12 @@ def official_figures(config: str) -> Optional[Dict[str, float]]:
 
 
 def default_shape(cfg) -> Tuple[int, int]:
-    """The (H, W) the published figures use: 1280x800 for detection; 4 crop heights x 1 crop width for ADE20K."""
+    """The (H, W) the published figures use: 1280x800 for detection; for ADE20K 4 crop heights x 1 crop width (the
+    Swin / ConvNeXt UperNet figures), one crop for mask-classification heads (the Mask2Former paper's)."""
     if cfg.default_scope == 'mmseg':
         crop = cfg.model.get('data_preprocessor', {}).get('size')
+        if crop and _reads_data_samples(import_module('mmseg.registry').MODELS.get(cfg.model.decode_head.type)):
+            return tuple(crop)
         return (4 * crop[0], crop[1]) if crop else SEGMENTATION_SHAPE
     return DETECTION_SHAPE
 
@@ -109,13 +120,27 @@ class ForwardDummy(nn.Module):
     counts add up per part.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, data_samples: Optional[list] = None):
         super().__init__()
         self.model = model
+        self.data_samples = data_samples  # what query-based models read the image shapes from; not traced
         if hasattr(model, 'encode_decode') and not isinstance(model.decode_head, nn.ModuleList):
-            self.run = self._encode_decode
-            self.counted = ('backbone + decode head on the whole image, resized to it (mmseg 0.x forward_dummy = '
-                            'encode_decode, no auxiliary head), as the official count')
+            if _reads_data_samples(model.decode_head):
+                self.run = self._mask_classification_segmentor
+                self.counted = ('backbone + decode head (pixel decoder, transformer decoder) + per-class logits of its '
+                                'last layer at the image size (mmseg encode_decode), the inference forward')
+            else:
+                self.run = self._encode_decode
+                self.counted = ('backbone + decode head on the whole image, resized to it (mmseg 0.x forward_dummy = '
+                                'encode_decode, no auxiliary head), as the official count')
+        elif hasattr(model, 'panoptic_head'):
+            self.run = self._mask_classification_detector
+            self.counted = ('backbone + panoptic head (pixel decoder, transformer decoder), its last masks upsampled '
+                            'to the image (mmdet panoptic_head.predict), the inference forward before post-processing')
+        elif hasattr(model, 'forward_transformer'):
+            self.run = self._detection_transformer
+            self.counted = ('backbone + neck + transformer encoder and decoder + box heads of every decoder layer '
+                            '(mmdet tensor mode), the inference forward before post-processing')
         elif hasattr(model, 'roi_head'):
             self.run, self.counted = self._two_stage, self._describe_two_stage(model)
         elif hasattr(model, 'bbox_head'):
@@ -123,10 +148,24 @@ class ForwardDummy(nn.Module):
             self.counted = 'backbone + neck + dense head (mmdet 2.x forward_dummy), as the official count'
         else:
             raise ValueError(f'{type(model).__name__} is neither a segmentor with one decode head nor a detector with '
-                             'roi_head or bbox_head: its FLOPs cannot be counted as mmdet 2.x / mmseg 0.x did')
+                             'roi_head, bbox_head or panoptic_head: its FLOPs cannot be counted')
+        query_based = (self._mask_classification_segmentor, self._mask_classification_detector,
+                       self._detection_transformer)
+        if self.run in query_based and not data_samples:
+            raise ValueError(f'{type(model).__name__} reads the image shapes from data samples: pass the data samples '
+                             'of the input (build_inputs returns them)')
 
     def forward(self, inputs: torch.Tensor):
         return self.run(inputs)
+
+    def _mask_classification_segmentor(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_decode(inputs, [sample.metainfo for sample in self.data_samples])
+
+    def _mask_classification_detector(self, inputs: torch.Tensor) -> tuple:
+        return self.model.panoptic_head.predict(self.model.extract_feat(inputs), self.data_samples)
+
+    def _detection_transformer(self, inputs: torch.Tensor) -> tuple:
+        return self.model._forward(inputs, self.data_samples)
 
     def _encode_decode(self, inputs: torch.Tensor) -> torch.Tensor:
         head = self.model.decode_head
@@ -167,9 +206,16 @@ class ForwardDummy(nn.Module):
         return ' + '.join(parts) + ' (mmdet 2.x forward_dummy), as the official count'
 
 
-def count_flops(model: nn.Module, inputs: torch.Tensor) -> FlopCount:
-    """Count one preprocessed image (1, 3, H, W) through :class:`ForwardDummy`; ``model`` should be in eval mode."""
-    dummy = ForwardDummy(model)
+def _reads_data_samples(head) -> bool:
+    """Mask-classification heads (MaskFormer, Mask2Former; a module or its class) take the data samples in their
+    forward."""
+    return head is not None and 'batch_data_samples' in inspect.signature(head.forward).parameters
+
+
+def count_flops(model: nn.Module, inputs: torch.Tensor, data_samples: Optional[list] = None) -> FlopCount:
+    """Count one preprocessed image (1, 3, H, W) through :class:`ForwardDummy`; ``model`` should be in eval mode.
+    Query-based models also need the image's data samples, as the data preprocessor returned them."""
+    dummy = ForwardDummy(model, data_samples)
     with torch.no_grad():
         analyzer = FlopAnalyzer(dummy, (inputs, ))
         analyzer.unsupported_ops_warnings(False)
@@ -188,13 +234,15 @@ def count_flops(model: nn.Module, inputs: torch.Tensor) -> FlopCount:
                      flops=analyzer.total(), parts=parts, uncounted_ops=dict(analyzer.unsupported_ops()))
 
 
-def build_inputs(model: nn.Module, scope: str, height: int, width: int) -> torch.Tensor:
-    """One image of the given size as the model's data preprocessor hands it over (normalised, padded)."""
+def build_inputs(model: nn.Module, scope: str, height: int, width: int) -> Tuple[torch.Tensor, list]:
+    """One image of the given size as the model's data preprocessor hands it over (normalised, padded), with its
+    data samples (image and padded shapes)."""
     module, name = DATA_SAMPLES[scope].rsplit('.', 1)
     data_sample = getattr(import_module(module), name)(
         metainfo=dict(img_shape=(height, width), ori_shape=(height, width), scale_factor=(1., 1.)))
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    return model.data_preprocessor(dict(inputs=[image], data_samples=[data_sample]), False)['inputs']
+    data = model.data_preprocessor(dict(inputs=[image], data_samples=[data_sample]), False)
+    return data['inputs'], data['data_samples']
 
 
 def count_config(cfg: Config, shape: Optional[Sequence[int]] = None) -> FlopCount:
@@ -204,4 +252,4 @@ def count_config(cfg: Config, shape: Optional[Sequence[int]] = None) -> FlopCoun
         raise ValueError(f'default_scope is {cfg.get("default_scope")!r}: only mmdet and mmseg configs are counted')
     init_default_scope(cfg.default_scope)
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
-    return count_flops(model, build_inputs(model, cfg.default_scope, *(shape or default_shape(cfg))))
+    return count_flops(model, *build_inputs(model, cfg.default_scope, *(shape or default_shape(cfg))))

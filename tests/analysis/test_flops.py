@@ -1,13 +1,24 @@
 """convnext_dense.analysis.flops counts FLOPs as the ConvNeXt paper did (mmdet 2.x / mmseg 0.x forward_dummy):
-the published figures within 3%, and forward_dummy's RoI counts checked against hand-computed head FLOPs."""
+the published figures within 3%, and forward_dummy's RoI counts checked against hand-computed head FLOPs. DINO and
+Mask2Former count their inference forward before post-processing."""
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 
-from convnext_dense.analysis.flops import ForwardDummy, count_config, count_flops, default_shape, official_figures
+from convnext_dense.analysis.flops import (
+    ForwardDummy,
+    build_inputs,
+    count_config,
+    count_flops,
+    default_shape,
+    official_figures,
+)
 from convnext_dense.apis.runner_setup import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,9 +146,48 @@ def test_default_shapes_are_the_published_ones():
     assert default_shape(load_config(str(CONFIGS / 'cascade_rcnn' / 'convnext_t_3x.py'))) == (1280, 800)
     assert default_shape(load_config(str(CONFIGS / 'upernet' / 'convnext_t_160k_ade20k.py'))) == (2048, 512)
     assert default_shape(load_config(str(CONFIGS / 'upernet' / 'convnext_b_22k_160k_ade20k.py'))) == (2560, 640)
+    # Mask2Former counts one crop (its paper's ADE20K figures), DINO the detection size
+    assert default_shape(load_config(str(CONFIGS / 'mask2former' / 'convnext_t_160k_ade20k.py'))) == (512, 512)
+    assert default_shape(load_config(str(CONFIGS / 'dino' / 'convnext_t_22k_4scale_12e_coco.py'))) == (1280, 800)
     assert official_figures(str(CONFIGS / 'demo' / 'cascade_rcnn_convnext_atto_demo.py')) is None
 
 
 def test_models_it_cannot_count_are_refused():
     with pytest.raises(ValueError, match='neither a segmentor'):
         ForwardDummy(torch.nn.Linear(2, 2))
+
+
+def _query_based(config: str):
+    cfg = Config.fromfile(str(CONFIGS / config))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.init_cfg = None
+    init_default_scope(cfg.default_scope)
+    return cfg, revert_sync_batchnorm(MODELS.build(model_cfg)).eval()
+
+
+@pytest.mark.parametrize('config, shape, counted', [
+    ('dino/convnext_t_22k_4scale_12e_coco.py', (256, 256), 'transformer encoder and decoder'),
+    ('mask2former/convnext_t_lsj_50e_coco.py', (64, 96), 'panoptic_head.predict'),
+    ('mask2former/convnext_t_160k_ade20k.py', (64, 96), 'per-class logits'),
+])
+def test_query_based_models_count_their_inference_forward(config, shape, counted):
+    cfg, model = _query_based(config)
+    inputs, data_samples = build_inputs(model, cfg.default_scope, *shape)
+    with pytest.raises(ValueError, match='data samples'):
+        ForwardDummy(model)
+    count = count_flops(model, inputs, data_samples)
+    assert counted in count.counted and count.shape == shape
+    with torch.no_grad():
+        assert count.parts['backbone']['flops'] == FlopAnalyzer(model.backbone, (inputs, )).total()
+    assert count.flops == sum(part['flops'] for part in count.parts.values())
+    assert count.params == sum(p.numel() for p in model.parameters())
+    height, width = shape
+    queries = 100
+    if config.startswith('dino/'):
+        assert {'encoder', 'decoder', 'bbox_head'} <= set(count.parts) and 'other' not in count.parts
+    elif 'coco' in config:  # the last layer's masks upsampled to the image: bilinear, 4 FLOPs per output value
+        assert count.parts['other']['flops'] == 4 * queries * height * width
+    else:  # ... and the class-weighted sum of the masks, (150 classes x 100 queries) per pixel
+        classes = cfg.model.decode_head.num_classes
+        expected = 4 * queries * height * width + classes * queries * height * width
+        assert count.parts['other']['flops'] == pytest.approx(expected, rel=1e-3)

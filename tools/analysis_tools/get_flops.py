@@ -6,9 +6,10 @@
 
 The count is mmdet 2.x / mmseg 0.x ``forward_dummy`` (convnext_dense/analysis/flops.py says exactly what runs: e.g.
 box heads on 1000 RoIs and mask heads on 100, not inference after NMS) traced by mmengine's analyzer, where one
-multiply-add is one FLOP. The output says which parts were counted, params and FLOPs per part, the ops left
-uncounted, and the published figures when the config is one of the paper's. The last line printed is
-``complexity: {...}`` (JSON).
+multiply-add is one FLOP. DINO and Mask2Former, which had none, count their inference forward before post-processing,
+as their papers did (Mask2Former on ADE20K at one crop, 512x512). The output says which parts were counted, params
+and FLOPs per part, the ops left uncounted, and the published figures when the config is one of the paper's. The last
+line printed is ``complexity: {...}`` (JSON).
 """
 import argparse
 import json
@@ -24,7 +25,8 @@ def parse_args():
     parser.add_argument('config', help='config file')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input image size (default: 1280 800 for mmdet configs; for mmseg configs 4 crop '
-                        'heights by 1 crop width, i.e. 2048 512 for 512 crops and 2560 640 for 640 crops)')
+                        'heights by 1 crop width, i.e. 2048 512 for 512 crops and 2560 640 for 640 crops, and one '
+                        'crop for Mask2Former)')
     add_cfg_options_arg(parser)
     args = parser.parse_args()
     if args.shape is not None and min(args.shape) < 32:
