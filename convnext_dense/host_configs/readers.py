@@ -21,7 +21,7 @@ HIERARCHICAL_BACKBONES = (
     'PyramidVisionTransformer', 'PyramidVisionTransformerV2', 'MixVisionTransformer', 'ConvNeXt', 'MSCAN', 'Twins',
     'PCPVT', 'SVT', 'PoolFormer', 'ResNetV1e', 'ResNet_CT')
 STEM_FIRST_BACKBONES = ('CSPDarknet', 'CSPNeXt')
-VIT_TIED = ('SETRUPHead', 'SETRMLAHead', 'DPTHead', 'MultiLevelNeck', 'Feature2Pyramid', 'SimpleFPN')
+VIT_TIED = ('SETRUPHead', 'SETRMLAHead', 'DPTHead', 'MultiLevelNeck', 'MLANeck', 'Feature2Pyramid', 'SimpleFPN')
 VIT_BACKBONES = ('VisionTransformer', 'MAE', 'BEiT', 'ViTDet', 'ViT')
 
 
@@ -57,6 +57,7 @@ class Reader:
     type: str
     cfg: dict
     rule: Rule
+    note: str = ''  # why it reads other outputs than the host's, where it does
 
     @property
     def where(self) -> str:
@@ -121,6 +122,31 @@ def _decode_head_fields(cfg, num_old, outputs, position):
     return values
 
 
+def _enc_head_reads(cfg: dict, num_outputs: int) -> Tuple[int, ...]:
+    """EncHead selects all of its ``in_index`` but reads only the last one, unless ``add_lateral`` (EncNet's default
+    is off)."""
+    index = [i % num_outputs for i in _list(cfg, 'in_index')]
+    return tuple(index if cfg.get('add_lateral') else index[-1:])
+
+
+def _enc_head_fields(cfg, num_old, outputs, position):
+    if cfg.get('add_lateral'):
+        return _decode_head_fields(cfg, num_old, outputs, position)
+    last = position[_list(cfg, 'in_index')[-1] % num_old]
+    return dict(in_index=[last], in_channels=[outputs[last].channels])
+
+
+def _reads_output(index: int) -> Rule:
+    """A single-input decode head made to read the host's output ``index`` instead of its own."""
+    def reads(cfg, num_outputs):
+        return (index % num_outputs, )
+
+    def fields(cfg, num_old, outputs, position):
+        new = position[index % num_old]
+        return dict(in_index=new, in_channels=outputs[new].channels)
+    return Rule(reads, fields)
+
+
 def _vit_tied(cfg, num_outputs):
     raise HostConfigError(f'{cfg["type"]} is built for a plain ViT backbone (equal-width, single-stride feature maps '
                           'from several blocks), not for a hierarchical one; ConvNeXt cannot replace its backbone. '
@@ -137,6 +163,7 @@ RULES: Dict[str, Rule] = {
     'CTResNetNeck': Rule(_last_reads, _last_fields),  # CenterNet
     'DilatedEncoder': Rule(_last_reads, _last_fields),  # YOLOF
     'MaskFormerHead': Rule(_all_inputs, _channels_of_all(strides=True)),  # and Mask2Former, mmdet's and mmseg's
+    'EncHead': Rule(_enc_head_reads, _enc_head_fields),
     'BaseDecodeHead': Rule(_decode_head_reads, _decode_head_fields),  # every mmseg decode head
 }
 
@@ -189,6 +216,27 @@ def readers(model: dict, scope: str) -> List[Reader]:
     if not found:
         raise HostConfigError(f'model ({model.get("type")}) has no neck and none of the heads '
                               f'{", ".join(head_keys)}: nothing says what it reads from its backbone')
+    return _gather_at_one_stride(found, scope)
+
+
+def _gather_at_one_stride(found: List[Reader], scope: str) -> List[Reader]:
+    """OCRHead gathers its input's pixels by the previous decode heads' output (a matrix product over pixels), so in a
+    cascade they must read maps of one size. A dilated host (ResNet-d8) has C4 and C5 both at stride 8, ConvNeXt's
+    stages 2 and 3 are at 16 and 32: the single-input heads before OCRHead read OCRHead's input instead."""
+    decode = [r for r in found if r.path[0] == 'decode_head' and len(r.path) == 2]
+    for i, reader in enumerate(decode):
+        cls = registered_class(scope, reader.cfg.get('type'))
+        index = host_value(scope, reader.cfg, 'in_index')
+        if cls is None or 'OCRHead' not in [c.__name__ for c in cls.__mro__] or not isinstance(index, int):
+            continue
+        for earlier in decode[:i]:
+            own = host_value(scope, earlier.cfg, 'in_index')
+            if isinstance(own, int) and own != index:
+                note = (f'it reads the input of {reader.where} (OCRHead), which gathers that input by its output pixel '
+                        f'by pixel: both need one stride (the host\'s outputs {own} and {index} share one, ConvNeXt\'s '
+                        'stages do not)')
+                found[found.index(earlier)] = Reader(earlier.path, earlier.type, earlier.cfg, _reads_output(index),
+                                                     note)
     return found
 
 

@@ -100,7 +100,8 @@ def plan_swap(host: Union[str, Config], arch: Union[str, dict] = 'tiny', version
         if changed:
             _set_fields(delta_model, model, reader.path, changed)
             plan.reasons[reader.where] = (f'{reader.type} reads ConvNeXt\'s outputs: '
-                                          + ', '.join(f'{k}={v}' for k, v in changed.items()))
+                                          + ', '.join(f'{k}={v}' for k, v in changed.items())
+                                          + (f'; {reader.note}' if reader.note else ''))
     _swap_data_preprocessor(plan, model)
     if scope == 'mmseg' and model.get('pretrained'):
         delta_model['pretrained'] = None
@@ -162,7 +163,8 @@ def _swap_data_preprocessor(plan: SwapPlan, model) -> None:
 
 def _swap_imports(plan: SwapPlan, cfg) -> None:
     host = cfg.get('custom_imports') or {}
-    imports = list(host.get('imports', []))
+    imports = host.get('imports', [])
+    imports = [imports] if isinstance(imports, str) else list(imports)  # mmengine takes one name or a list
     if 'convnext_dense' in imports:
         return
     plan.delta['custom_imports'] = dict(imports=imports + ['convnext_dense'],

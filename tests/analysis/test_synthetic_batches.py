@@ -64,3 +64,34 @@ def test_test_batches_carry_no_ground_truth():
     cfg = common.load_benchmark_config(str(ROOT / DETECTION), {})
     sample, = synthetic_batch(cfg, 1, (64, 96), np.random.default_rng(0), with_gt=False)['data_samples']
     assert 'gt_instances' not in sample and sample.img_shape == (64, 96)
+
+
+def test_the_training_pipeline_decides_what_ground_truth_comes():
+    """As the data loaders: masks only where the training pipeline loads them (RTMDet's assigner takes any masks it is
+    given), a panoptic label map (instances painted over stuff) where it loads one, CenterNet's ``border`` where its
+    pipeline pads with RandomCenterCropPad; a model config without a pipeline gets masks."""
+    def config(pipeline, test_pipeline=(), **heads):
+        return Config(dict(default_scope='mmdet', model=dict(backbone=dict(type='ConvNeXt'), **heads),
+                           train_dataloader=dict(dataset=dict(pipeline=list(pipeline))),
+                           test_dataloader=dict(dataset=dict(pipeline=list(test_pipeline)))))
+
+    def sample(cfg, with_gt=True):
+        return synthetic_batch(cfg, 1, (64, 96), np.random.default_rng(0), with_gt=with_gt)['data_samples'][0]
+
+    boxes = sample(config([dict(type='LoadAnnotations', with_bbox=True)], bbox_head=dict(num_classes=80)))
+    assert 'masks' not in boxes.gt_instances and 'gt_sem_seg' not in boxes and 'border' not in boxes
+    model_only = Config(dict(default_scope='mmdet', model=dict(bbox_head=dict(num_classes=3))))
+    assert 'masks' in sample(model_only).gt_instances
+
+    panoptic = sample(config([dict(type='LoadPanopticAnnotations')],
+                             panoptic_head=dict(num_things_classes=80, num_stuff_classes=53)))
+    masks, labels = panoptic.gt_instances.masks.masks.astype(bool), panoptic.gt_instances.labels
+    seg = panoptic.gt_sem_seg.sem_seg[0].numpy()
+    assert seg.shape == (64, 96) and labels.max() < 80
+    things = masks.any(axis=0)
+    assert ((seg[~things] >= 80) & (seg[~things] < 133)).all()
+    assert (seg[masks[-1]] == labels[-1].item()).all()  # the last instance painted is on top
+
+    centernet = config([dict(type='LoadAnnotations', with_bbox=True)], [dict(type='RandomCenterCropPad')],
+                       bbox_head=dict(num_classes=80))
+    assert sample(centernet, with_gt=False).border == (0, 64, 0, 96)
