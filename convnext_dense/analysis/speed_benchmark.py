@@ -111,11 +111,12 @@ def report(args, results) -> int:
     ms = lambda r, key: None if key not in r else r[key] * 1e3  # noqa: E731
     if args.onnx:
         headers = ['config', 'status', 'task', 'params (M)', 'image', 'threads', 'test_step (ms)', 'eager graph (ms)',
-                   'onnxruntime (ms)', 'ORT / eager', 'peak RSS (MiB)']
+                   'onnxruntime (ms)', 'ORT / eager', 'ORT dynamic (ms)', 'fixed / dynamic', 'peak RSS (MiB)']
         rows = [[r['name'], r['status'], r.get('task', '-'), fmt(r.get('params_m'), '.1f'), dims(r, 'image_shape'),
                  str(r.get('onnx_threads', '-')), fmt(ms(r, 'inference_median_s'), '.1f'),
                  fmt(ms(r, 'onnx_eager_median_s'), '.1f'), fmt(ms(r, 'onnx_ort_median_s'), '.1f'),
-                 fmt(r.get('onnx_ort_over_eager'), '.2f'), fmt(r.get('peak_rss_mib'), '.0f')] for r in results]
+                 fmt(r.get('onnx_ort_over_eager'), '.2f'), fmt(ms(r, 'onnx_dynamic_median_s'), '.1f'),
+                 fmt(r.get('onnx_fixed_over_dynamic'), '.2f'), fmt(r.get('peak_rss_mib'), '.0f')] for r in results]
     else:
         headers = ['config', 'status', 'task', 'params (M)', 'inference FPS', 'inference (ms)', 'backbone input',
                    'bb fwd (ms)', 'bb fwd+bwd (ms)', 'bb fwd+bwd peak (GiB)' if gpu else 'peak RSS (MiB)']
@@ -126,7 +127,8 @@ def report(args, results) -> int:
                  fmt(r.get('backbone_train_peak_allocated_gib'), '.3f') if gpu else fmt(r.get('peak_rss_mib'), '.0f')]
                 for r in results]
     header = report_header(results)
-    second = ('exported graph fp32, onnxruntime CPUExecutionProvider vs PyTorch eager, same threads' if args.onnx
+    second = ('exported graph fp32 (fixed shape), onnxruntime CPUExecutionProvider vs PyTorch eager and vs a '
+              'dynamic-shape export, same threads, same image' if args.onnx
               else f"backbone {args.amp or 'fp32'}, batch {args.batch_size}")
     settings = (f"inference fp32, batch 1; {second}"
                 f"{'; torch.compile' if args.compile else ''}; {args.warmup} warm-up + {args.iters} timed iterations "
@@ -137,7 +139,8 @@ def report(args, results) -> int:
     if args.onnx:
         panels.append(('exported graph (median)', 'ms', {
             'PyTorch eager': [ms(r, 'onnx_eager_median_s') for r in results],
-            'onnxruntime': [ms(r, 'onnx_ort_median_s') for r in results]}))
+            'onnxruntime': [ms(r, 'onnx_ort_median_s') for r in results],
+            'onnxruntime dynamic': [ms(r, 'onnx_dynamic_median_s') for r in results]}))
     else:
         panels.append(('backbone alone (median)', 'ms', {
             'forward': [ms(r, 'backbone_forward_median_s') for r in results],

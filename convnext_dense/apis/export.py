@@ -9,16 +9,21 @@ MIN_SIDE = 32  # the network's total stride: smaller images have no last-stage f
 
 
 def export_shape(cfg, shape: Sequence[int] = None) -> tuple:
-    """``shape`` (H, W) if given, else the sliding-window crop of a segmentor that slides, else the test pipeline's
-    resize scale (short, long); at least :data:`MIN_SIDE` on both sides."""
+    """``shape`` (H, W) if given, else the largest input the config's test pipeline makes (:func:`test_input_bound`)
+    padded up to the model's size divisor: the shape of a fixed-shape graph that serves every test image. At least
+    :data:`MIN_SIDE` on both sides."""
     if shape is None:
-        shape = _config_shape(cfg)
+        divisor = _size_divisor(cfg)
+        shape = tuple(-(-side // divisor) * divisor for side in test_input_bound(cfg))
     if min(shape) < MIN_SIDE:
         raise SetupError(f'--shape {shape[0]} {shape[1]}: both sides must be at least {MIN_SIDE}')
     return tuple(shape)
 
 
-def _config_shape(cfg) -> tuple:
+def test_input_bound(cfg) -> tuple:
+    """The largest (H, W) the graph is given under the config: the sliding window of a segmentor that slides, else the
+    test pipeline's resize. A keep-ratio resize to (long, short) makes landscape images up to short x long and
+    portrait ones up to long x short, so the bound is long x long."""
     test_cfg = cfg.model.get('test_cfg') or {}
     if cfg.default_scope == 'mmseg' and test_cfg.get('mode') == 'slide':
         return tuple(test_cfg['crop_size'])
@@ -26,7 +31,15 @@ def _config_shape(cfg) -> tuple:
     if resize is None or 'scale' not in resize:
         raise SetupError('the test pipeline has no Resize with a scale to take the export size from; give --shape H W')
     scale = resize['scale'] if isinstance(resize['scale'], (tuple, list)) else (resize['scale'], resize['scale'])
-    return min(scale), max(scale)
+    if resize.get('keep_ratio', False):
+        return max(scale), max(scale)
+    return scale[1], scale[0]  # mmcv's scale is (width, height)
+
+
+def _size_divisor(cfg) -> int:
+    preprocessor = cfg.model.get('data_preprocessor') or {}
+    test_cfg = preprocessor.get('test_cfg') or {}
+    return int(preprocessor.get('pad_size_divisor') or test_cfg.get('size_divisor') or 1)
 
 
 def export_model(model, out: str, shape: Sequence[int], provider: str = 'CPUExecutionProvider', **options):

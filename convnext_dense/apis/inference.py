@@ -13,6 +13,7 @@ from mmengine.model import revert_sync_batchnorm
 
 from ..checkpoint import load_checkpoint
 from ..deploy.runtime import OnnxModel
+from .export import test_input_bound
 from .runner_setup import SetupError
 
 
@@ -90,7 +91,8 @@ def use_onnx_model(cfg, onnx_file: str) -> str:
     """Make the config run ``onnx_file`` instead of its model (tools/test.py, tools/misc/image_demo.py); returns the
     note for the log.
 
-    The graph must be of the config's task and predict the classes of its test set."""
+    The graph must be of the config's task, predict the classes of its test set and, if its shape is fixed, take every
+    image the test pipeline makes."""
     try:
         graph = OnnxModel(onnx_file)
     except (ImportError, ValueError) as error:
@@ -99,6 +101,14 @@ def use_onnx_model(cfg, onnx_file: str) -> str:
     if graph.task != expected:
         raise SetupError(f'{onnx_file} is a {graph.task} graph and {cfg.filename} an {cfg.default_scope} config; '
                          f'evaluate a {expected} graph exported from this config')
+    if graph.fixed_shape is not None:
+        bound = test_input_bound(cfg)
+        if bound[0] > graph.fixed_shape[0] or bound[1] > graph.fixed_shape[1]:
+            raise SetupError(
+                f'{onnx_file} takes images up to {graph.fixed_shape[0]}x{graph.fixed_shape[1]}, and the test pipeline '
+                f'of {cfg.filename} makes them up to {bound[0]}x{bound[1]}; export a graph that serves them all: '
+                f'python tools/deployment/export_onnx.py {cfg.filename} CHECKPOINT --out {onnx_file} (its default '
+                'shape follows the config), or add --dynamic')
     classes = tuple(test_set_metainfo(cfg).get('classes') or ())
     if graph.classes and classes and graph.classes != classes:
         raise SetupError(f'{onnx_file} predicts the classes {graph.classes}, the test set has {classes}; export the '

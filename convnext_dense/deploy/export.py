@@ -99,6 +99,13 @@ def model_task(model: nn.Module, backbone_only: bool = False) -> str:
                      '--backbone-only, the backbone of any of them')
 
 
+def pad_pixel(preprocess: nn.Module) -> List[float]:
+    """The input pixel (BGR, 0-255) that normalises to the data preprocessor's pad value: padding a raw image with it
+    is padding the normalised image with the pad value, as mmdet's and mmseg's batch padding does."""
+    pixel = (preprocess.pad_value * preprocess.std + preprocess.mean).flatten()
+    return [float(v) for v in (pixel.flip(0) if preprocess.bgr_to_rgb else pixel)]
+
+
 def build_graph(model: nn.Module, task: str, labels: bool = False) -> Tuple[nn.Module, Tuple[str, ...], str]:
     """The export module (eval mode) of a copy of ``model``, its output names and a description of its outputs."""
     model = copy.deepcopy(model).float()
@@ -156,6 +163,7 @@ def export(model: nn.Module, out: str, shape: Sequence[int], dynamic: bool = Fal
         precision = (f'fp16 ({", ".join(FP32_OPS)}, ConvNeXt V2 GRN, the residual additions and the arithmetic '
                      'outside the layers in fp32)')
     metadata = _metadata(model, task, shape, dynamic, precision, layout, config, opset)
+    metadata['pad_pixel'] = json.dumps(pad_pixel(module.preprocess))
     onnx.helper.set_model_props(proto, metadata)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

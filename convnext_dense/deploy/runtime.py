@@ -7,6 +7,11 @@ the graph (which converts, normalises and pads it itself) and does the rest of m
 graph's outputs: segmentation logits resized to the original image and their argmax, sliding-window inference when the
 config asks for it (the graph runs on each window); detection boxes scaled back by the test pipeline's resize factor
 (mmdet's ``rescale=True``) and the mask probabilities pasted along them on the original image.
+
+A fixed-shape graph (exported without ``--dynamic``) serves every image up to its shape: each image (each window) is
+padded at the bottom and right with the pixel that normalises to the data preprocessor's pad value, as mmdet's and
+mmseg's batch padding pads, and what the graph returns is cropped back to the image (logits, label maps) or clipped to
+it (boxes).
 """
 import json
 from typing import Dict, List, Optional, Tuple
@@ -48,15 +53,31 @@ class OnnxModel:
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.fixed_shape = None if meta['input_shape'] == 'dynamic' else tuple(map(int, meta['input_shape'].split()))
+        if self.fixed_shape is not None and 'pad_pixel' not in meta:
+            raise ValueError(f'{path} is a fixed-shape graph without the pad pixel in its metadata (an older export); '
+                             'export it again with tools/deployment/export_onnx.py')
+        self.pad_pixel = np.asarray(json.loads(meta.get('pad_pixel', '[0, 0, 0]')), dtype=np.float32)
 
     def run(self, image: np.ndarray) -> Dict[str, np.ndarray]:
-        """``image``: float32 (1, 3, H, W), BGR, 0-255. Returns the graph's outputs by name."""
-        if self.fixed_shape is not None and tuple(image.shape[2:]) != self.fixed_shape:
-            raise ValueError(f'{self.path} was exported for {self.fixed_shape[0]}x{self.fixed_shape[1]} images and '
-                             f'got one of {image.shape[2]}x{image.shape[3]}; export it with --dynamic for images of '
-                             'any size')
-        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(image, dtype=np.float32)})
+        """``image``: float32 (1, 3, H, W), BGR, 0-255. Returns the graph's outputs by name; those of a fixed-shape
+        graph are at its shape, of which the image fills the top-left H x W."""
+        outputs = self.session.run(None, {self.input_name: self.fit(image)})
         return dict(zip(self.output_names, outputs))
+
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        """The image as the graph takes it: padded at the bottom and right to a fixed-shape graph's shape."""
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        if self.fixed_shape is None or tuple(image.shape[2:]) == self.fixed_shape:
+            return image
+        (height, width), (fixed_h, fixed_w) = image.shape[2:], self.fixed_shape
+        if height > fixed_h or width > fixed_w:
+            raise ValueError(f'{self.path} was exported for images up to {fixed_h}x{fixed_w} and got one of '
+                             f'{height}x{width}; export it with --shape H W (at least {max(height, fixed_h)} '
+                             f'{max(width, fixed_w)}) or --dynamic')
+        padded = np.empty((1, 3, fixed_h, fixed_w), dtype=np.float32)
+        padded[...] = self.pad_pixel.reshape(1, 3, 1, 1)
+        padded[:, :, :height, :width] = image
+        return padded
 
 
 @MODELS.register_module()
@@ -92,12 +113,14 @@ class OnnxRuntimeModel(BaseModel):
     def _segment(self, image: np.ndarray, sample) -> None:
         from mmengine.structures import PixelData
         height, width = sample.metainfo['ori_shape'][:2]
+        rows, cols = image.shape[2:]
         if 'labels' in self.graph.output_names:
-            labels = torch.from_numpy(self.graph.run(image)['labels']).float()[None]
+            labels = torch.from_numpy(self.graph.run(image)['labels'][:, :rows, :cols]).float()[None]
             labels = F.interpolate(labels, size=(height, width), mode='nearest')[0].long()
             sample.set_data(dict(pred_sem_seg=PixelData(data=labels)))
             return
-        logits = self._slide(image) if self.test_cfg.get('mode') == 'slide' else self.graph.run(image)['logits']
+        logits = (self._slide(image) if self.test_cfg.get('mode') == 'slide'
+                  else self.graph.run(image)['logits'][:, :, :rows, :cols])
         logits = F.interpolate(torch.from_numpy(logits), size=(height, width), mode='bilinear',
                                align_corners=json.loads(self.graph.metadata['align_corners']))[0]
         if logits.shape[0] > 1:
@@ -117,7 +140,7 @@ class OnnxRuntimeModel(BaseModel):
             for col in range(max(width - crop_w + stride_w - 1, 0) // stride_w + 1):
                 y2, x2 = min(row * stride_h + crop_h, height), min(col * stride_w + crop_w, width)
                 y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
-                window = self.graph.run(image[:, :, y1:y2, x1:x2])['logits']
+                window = self.graph.run(image[:, :, y1:y2, x1:x2])['logits'][:, :, :y2 - y1, :x2 - x1]
                 if logits is None:
                     logits = np.zeros((1, window.shape[1], height, width), dtype=np.float32)
                 logits[:, :, y1:y2, x1:x2] += window
@@ -134,7 +157,10 @@ class OnnxRuntimeModel(BaseModel):
         outputs = self.graph.run(image)
         height, width = sample.metainfo['ori_shape'][:2]
         scale_w, scale_h = sample.metainfo.get('scale_factor', (1., 1.))
-        boxes = torch.from_numpy(outputs['boxes']).float() / torch.tensor([scale_w, scale_h, scale_w, scale_h])
+        boxes = torch.from_numpy(outputs['boxes']).float()
+        if self.graph.fixed_shape is not None:  # clipped to the padded shape in the graph: clip to the image, as mmdet
+            boxes = torch.minimum(boxes, torch.tensor([image.shape[3], image.shape[2]] * 2, dtype=boxes.dtype))
+        boxes = boxes / torch.tensor([scale_w, scale_h, scale_w, scale_h])
         probabilities = torch.from_numpy(outputs['mask_probabilities']).float()
         masks = paste_masks(probabilities, boxes, height, width) >= float(self.graph.metadata['mask_threshold'])
         sample.pred_instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores']).float(),

@@ -13,6 +13,11 @@ UPERNET_T = str(REPO / 'configs' / 'upernet' / 'convnext_t_160k_ade20k.py')
 def test_export_shape_follows_the_config_unless_given():
     assert export_shape(load_config(UPERNET_T)) == (512, 512)  # the sliding window's crop
     assert export_shape(load_config(str(DET_CONFIG))) == (192, 192)  # the test pipeline's resize scale
+    # keep-ratio resize into 1333x800: landscape images up to 800x1333, portrait ones up to 1333x800; padded to 32
+    assert export_shape(load_config(str(REPO / 'configs/mask_rcnn/convnext_t_3x.py'))) == (1344, 1344)
+    cfg = load_config(str(DET_CONFIG))
+    cfg.test_dataloader.dataset.pipeline[1].update(scale=(200, 100), keep_ratio=False)  # exactly 100x200 (H x W)
+    assert export_shape(cfg) == (128, 224)
     assert export_shape(load_config(str(DET_CONFIG)), [64, 96]) == (64, 96)
 
 

@@ -83,8 +83,10 @@ def test_label_map_graph_of_fixed_size(tmp_path):
     labels = graph.run(image)['labels']
     assert labels.dtype == np.int64
     assert np.mean(labels[0] == mmseg_logits(model, image).argmax(0)) > 0.999
-    with pytest.raises(ValueError, match='exported for 64x96 images and got one of 64x128; export it with --dynamic'):
+    with pytest.raises(ValueError, match=r'exported for images up to 64x96 and got one of 64x128; export it with '
+                                         r'--shape H W \(at least 64 128\) or --dynamic'):
         graph.run(check_input((64, 128), None))
+    assert graph.run(check_input((48, 80), None))['labels'].shape == (1, 64, 96)  # smaller ones are padded
 
 
 def test_opset_below_layer_normalization_is_refused(tmp_path):

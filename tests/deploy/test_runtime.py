@@ -154,3 +154,74 @@ def test_a_label_map_graph_is_refused_for_sliding_windows(tmp_path):
                           dict(task='segmentation', classes='["a"]', input_shape='dynamic'))
     with pytest.raises(ValueError, match='outputs label maps, but the config infers in sliding windows'):
         OnnxRuntimeModel(path, test_cfg=dict(mode='slide', crop_size=(8, 8), stride=(4, 4)))
+
+
+def fixed_segmentation_graph(path, shape=(64, 64), pad_pixel=(1., 2., 3.), classes=SEG_CLASSES[:3]) -> str:
+    """A constant graph that says it takes ``shape`` and returns the image it got as its logits, to see the padding."""
+    image = helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, 'height', 'width'])
+    logits = helper.make_tensor_value_info('logits', TensorProto.FLOAT, [1, 3, 'height', 'width'])
+    graph = helper.make_graph([helper.make_node('Identity', ['image'], ['logits'])], 'echo', [image], [logits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, dict(task='segmentation', classes=json.dumps(classes),
+                                       input_shape=f'{shape[0]} {shape[1]}', export_shape=f'{shape[0]} {shape[1]}',
+                                       precision='fp32', align_corners='false', threshold='0.5',
+                                       pad_pixel=json.dumps(list(pad_pixel))))
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_a_fixed_shape_graph_gets_each_image_padded_bottom_right_with_the_pad_pixel(tmp_path):
+    graph = OnnxModel(fixed_segmentation_graph(tmp_path / 'echo.onnx'))
+    image = np.random.default_rng(0).random((1, 3, 40, 50)).astype(np.float32) * 255
+    seen = graph.run(image)['logits']
+    assert seen.shape == (1, 3, 64, 64)
+    np.testing.assert_array_equal(seen[:, :, :40, :50], image)
+    assert (seen[0, :, 40:, :] == np.array([1., 2., 3.]).reshape(3, 1, 1)).all()
+    assert (seen[0, :, :, 50:] == np.array([1., 2., 3.]).reshape(3, 1, 1)).all()
+    with pytest.raises(ValueError, match=r'exported for images up to 64x64 and got one of 70x50; export it with '
+                                         r'--shape H W \(at least 70 64\) or --dynamic'):
+        graph.run(np.zeros((1, 3, 70, 50), np.float32))
+
+
+def test_segmentation_logits_of_a_fixed_shape_graph_are_cropped_back_to_the_image(tmp_path):
+    """The padded rows and columns never reach the prediction: whole-image and sliding-window inference alike."""
+    from mmseg.structures import SegDataSample
+    path = fixed_segmentation_graph(tmp_path / 'echo.onnx', pad_pixel=(-1e3, -1e3, -1e3))
+    for size, test_cfg in (((40, 60), None), ((40, 100), dict(mode='slide', crop_size=(64, 64), stride=(48, 48)))):
+        image = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, *size), dtype=np.uint8))
+        sample = SegDataSample(metainfo=dict(ori_shape=size, img_shape=size))
+        found = OnnxRuntimeModel(path, test_cfg=test_cfg).forward([image], [sample])[0]
+        np.testing.assert_allclose(found.seg_logits.data.numpy(), image.float().numpy(), rtol=1e-6)
+
+
+def test_detections_of_a_fixed_shape_graph_are_clipped_to_the_image_not_the_padding(tmp_path):
+    from mmdet.structures import DetDataSample
+    outputs = dict(boxes=np.array([[10., 5., 63., 60.]], np.float32), scores=np.array([0.9], np.float32),
+                   labels=np.array([0], np.int64), masks=np.zeros((1, 64, 64), np.uint8),
+                   mask_probabilities=np.ones((1, 28, 28), np.float32))
+    path = constant_graph(tmp_path / 'det.onnx', outputs, dict(
+        task='detection', classes='["a"]', input_shape='64 64', export_shape='64 64', mask_threshold='0.5',
+        pad_pixel='[0, 0, 0]'))
+    meta = dict(ori_shape=(40, 50), img_shape=(40, 50), scale_factor=(1., 1.))
+    found = OnnxRuntimeModel(path).forward([torch.zeros(3, 40, 50, dtype=torch.uint8)],
+                                           [DetDataSample(metainfo=meta)])[0].pred_instances
+    torch.testing.assert_close(found.bboxes, torch.tensor([[10., 5., 50., 40.]]))
+
+
+def test_a_fixed_shape_graph_too_small_for_the_test_pipeline_stops_before_the_data_loads(tmp_path):
+    """The demo test pipeline resizes into 192x192 (keep ratio): a 160x192 graph cannot serve portrait images."""
+    small = fixed_segmentation_graph(tmp_path / 'small.onnx', shape=(160, 192), classes=SEG_CLASSES)
+    with pytest.raises(SetupError, match=r'takes images up to 160x192, and the test pipeline of .* makes them up to '
+                                         r'192x192; export a graph that serves them all: python '
+                                         r'tools/deployment/export_onnx.py .* CHECKPOINT --out .*small.onnx'):
+        use_onnx_model(demo_config(SEG_CONFIG), small)
+    use_onnx_model(demo_config(SEG_CONFIG), fixed_segmentation_graph(tmp_path / 'fits.onnx', shape=(192, 192),
+                                                                     classes=SEG_CLASSES))
+
+
+def test_an_old_fixed_shape_graph_without_the_pad_pixel_is_refused(tmp_path):
+    path = constant_graph(tmp_path / 'old.onnx', dict(logits=np.zeros((1, 3, 8, 8), np.float32)), dict(
+        task='segmentation', classes='["a", "b", "c"]', input_shape='8 8', export_shape='8 8', precision='fp32'))
+    with pytest.raises(ValueError, match='without the pad pixel in its metadata .* export it again'):
+        OnnxModel(path)

@@ -33,8 +33,9 @@ def parse_args():
     parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py, or a released model)')
     parser.add_argument('--out', required=True, help='the .onnx file to write')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help="input size traced (the graph's only size without --dynamic); default: the config's "
-                             'sliding-window crop for segmentors that slide, else its test resize scale')
+                        help="input size traced (without --dynamic the largest the graph takes; smaller images are "
+                             "padded); default: the config's sliding-window crop for segmentors that slide, else the "
+                             "largest image its test resize makes, padded to the model's size divisor")
     parser.add_argument('--dynamic', action='store_true', help='accept images of any size')
     parser.add_argument('--fp16', action='store_true', help='half precision, the fragile ops kept in fp32')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset, 17..20 (default 17)')
@@ -63,6 +64,9 @@ def main():
                               config=args.config, check_image=check_image)
     except (SetupError, CheckpointError) as exc:
         sys.exit(f'error: {exc}')
+    if args.shape is None:
+        print(f'shape {shape[0]}x{shape[1]}: the largest input the test pipeline makes, padded to the model\'s size '
+              'divisor' + ('' if args.dynamic else '; smaller images are padded to it at run time'))
     print('\n'.join(result.summary()))
     if args.fp16:
         from convnext_dense.deploy.fp16 import trtexec_command

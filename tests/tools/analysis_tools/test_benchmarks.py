@@ -100,7 +100,8 @@ def test_speed_benchmark_reports_each_config(speed_run):
 
 def test_speed_benchmark_times_onnxruntime_beside_eager(tmp_path):
     """--onnx: the config's model exported to a temporary file (checked against PyTorch) and timed in onnxruntime
-    beside the same module in PyTorch eager, both with the threads asked for; the backbone parts are left out."""
+    beside the same module in PyTorch eager, both with the threads asked for, and beside a dynamic-shape export on the
+    same image; the backbone parts are left out."""
     pytest.importorskip('onnxruntime', reason='onnxruntime (the deploy extra) is not installed')
     proc = run_tool('benchmark_speed', SEGMENTATION, '--onnx', '--threads', '1', '--shape', '64', '96', '--iters', '1',
                     '--warmup', '0', '--device', 'cpu', '--out-dir', str(tmp_path))
@@ -112,12 +113,14 @@ def test_speed_benchmark_times_onnxruntime_beside_eager(tmp_path):
     assert len(r['onnx_eager_times_s']) == len(r['onnx_ort_times_s']) == 1
     assert r['onnx_eager_median_s'] > 0 and r['onnx_ort_median_s'] > 0
     assert r['onnx_ort_over_eager'] == pytest.approx(r['onnx_ort_median_s'] / r['onnx_eager_median_s'])
+    assert len(r['onnx_dynamic_times_s']) == 1 and r['onnx_dynamic_median_s'] > 0  # a dynamic export, same image
+    assert r['onnx_fixed_over_dynamic'] == pytest.approx(r['onnx_ort_median_s'] / r['onnx_dynamic_median_s'])
     assert r['onnx_parity'] and r['onnx_parity'][0].startswith('64x96: logits')
     assert 'backbone_forward_median_s' not in r
     assert not list(tmp_path.glob('**/*.onnx')), 'the graph goes to a temporary file'
     line, = (line for line in proc.stdout.splitlines() if line.startswith('bench_upernet_convnext_atto'))
     assert f"{r['onnx_eager_median_s'] * 1e3:.1f}" in line and f"{r['onnx_ort_median_s'] * 1e3:.1f}" in line
-    assert 'eager graph (ms)' in proc.stdout and 'ORT / eager' in proc.stdout
+    assert 'eager graph (ms)' in proc.stdout and 'ORT / eager' in proc.stdout and 'fixed / dynamic' in proc.stdout
 
 
 def test_onnx_timing_needs_the_cpu(tmp_path):
