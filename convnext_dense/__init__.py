@@ -3,7 +3,9 @@
 ``custom_imports=dict(imports=['convnext_dense'])`` in an mmdet or mmseg config registers, in mmengine's root
 registries (which mmdet's and mmseg's fall back to):
 
-- models: the ``ConvNeXt`` backbone (:mod:`.models.backbones.convnext`);
+- models: the ``ConvNeXt`` backbone (:mod:`.models.backbones.convnext`), the isotropic ``ConvNeXtIsotropic``
+  (:mod:`.models.backbones.convnext_isotropic`) and ViTDet's ``SimpleFeaturePyramid`` neck
+  (:mod:`.models.necks.simple_feature_pyramid`);
 - optimizer constructors: ``LearningRateDecayOptimizerConstructor`` (:mod:`.engine.optimizers`), which also stands in
   (a change of :mod:`.patches`) for mmdet's and mmseg's constructors of that name, giving their own param groups for
   the backbones they handle;
@@ -31,13 +33,13 @@ from .datasets.transforms import BadSampleError, GuardedLoad
 from .engine.hooks import CheckFiniteLossHook, PreemptionHook, ReproducibleResumeHook, SafeCheckpointHook
 from .engine.optimizers import LearningRateDecayOptimizerConstructor
 from .host_configs import HostConfigError, swap_backbone
-from .models import ConvNeXt
+from .models import ConvNeXt, ConvNeXtIsotropic, SimpleFeaturePyramid
 from .patches import apply as _apply_patches
 from .version import __version__
 
-__all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'GuardedLoad', 'HostConfigError',
-           'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport', 'PreemptionHook',
-           'ReproducibleResumeHook', 'SafeCheckpointHook', '__version__', 'load_checkpoint', 'load_pretrained',
-           'swap_backbone']
+__all__ = ['BadSampleError', 'CheckFiniteLossHook', 'CheckpointError', 'ConvNeXt', 'ConvNeXtIsotropic', 'GuardedLoad',
+           'HostConfigError', 'LearningRateDecayOptimizerConstructor', 'LoadReport', 'ModelLoadReport',
+           'PreemptionHook', 'ReproducibleResumeHook', 'SafeCheckpointHook', 'SimpleFeaturePyramid', '__version__',
+           'load_checkpoint', 'load_pretrained', 'swap_backbone']
 
 _apply_patches()

@@ -1,4 +1,5 @@
-"""Loading ConvNeXt backbone weights from checkpoints in the official, mmpretrain, timm and Hugging Face layouts.
+"""Loading ConvNeXt backbone weights from checkpoints in the official, mmpretrain, timm and Hugging Face layouts, and
+isotropic ConvNeXt weights in the official isotropic layout.
 
 Our backbone uses the official layout, so each foreign format is one table of renames onto it. Loading reports what
 loaded, what was dropped on purpose (classification heads), what is missing and what was unexpected, and raises when
@@ -7,7 +8,9 @@ the backbone's weights are not in the file at all, when shapes do not match, or 
 The classifier's final LayerNorm (official ``norm.*``, timm ``head.norm.*``) normalises pooled features; the official
 detection and segmentation code does not use it, and leaves the last output norm (``norm3``) at its fresh
 initialisation. So do we, and the report says so. mmpretrain checkpoints name that norm ``norm3`` and mmdet/mmseg load
-it there, so from them it is loaded.
+it there, so from them it is loaded. The official isotropic classifiers (``models/convnext_isotropic.py``: ``stem``,
+``blocks.i``, ``norm``, ``head``) have the same final norm, unused alike: the isotropic backbone's output norms
+(``norm{i}``, one per output block) start fresh.
 """
 import logging
 import math
@@ -24,6 +27,8 @@ from .reading import CheckpointError, resolve_weights_file, safe_load, unwrap_st
 # The layout of our backbone's state_dict; a backbone class says it takes it with
 # ``checkpoint_layout = OFFICIAL_LAYOUT``.
 OFFICIAL_LAYOUT = 'official'
+# ... and of the isotropic ConvNeXt (``checkpoint_layout = ISOTROPIC_LAYOUT``), which only takes that layout.
+ISOTROPIC_LAYOUT = 'official_isotropic'
 # (pattern, replacement) applied in order (a re.sub replacement); None drops the key (a classification head, on
 # purpose).
 Renames = List[Tuple[str, Union[None, str, Callable]]]
@@ -34,6 +39,10 @@ KEY_MAPS: Dict[str, Renames] = {
         # conv weights `kernel` (their values are made dense by _dense_kernel)
         (r'\.(ln|linear)\.', '.'),
         (r'\.kernel$', '.weight'),
+    ],
+    # facebookresearch/ConvNeXt models/convnext_isotropic.py: our isotropic backbone's own names
+    ISOTROPIC_LAYOUT: [
+        (r'^head\.', None),
     ],
     'mmpretrain': [
         (r'^head\.', None),
@@ -71,7 +80,7 @@ KEY_MAPS: Dict[str, Renames] = {
 }
 # The classifier's final norm, which the official dense-prediction code leaves unused (see the module docstring).
 CLASSIFIER_NORM = {'official': re.compile(r'^norm\.'), 'timm': re.compile(r'^head\.norm\.'),
-                   'huggingface': re.compile(r'^layernorm\.')}
+                   'huggingface': re.compile(r'^layernorm\.'), ISOTROPIC_LAYOUT: re.compile(r'^norm\.')}
 # The backbone inside a detector or segmentor, or the encoder of an FCMAE pre-training checkpoint (official
 # ConvNeXt-V2 main_pretrain.py): everything else (necks, heads; decoder, mask_token, proj, pred) is ignored and
 # reported.
@@ -80,7 +89,7 @@ BACKBONE_PREFIXES = ('backbone.', 'encoder.')
 # ``encoder.`` is a part of it, not an FCMAE encoder: the backbone is whatever precedes ``embeddings.patch_embeddings``.
 HF_STEM = re.compile(r'^(.*?)embeddings\.patch_embeddings\.')
 # Output norms absent from classification checkpoints are expected: they start as identity LayerNorms.
-OPTIONAL_KEY = re.compile(r'^norm[0-3]\.')
+OPTIONAL_KEY = re.compile(r'^norm\d+\.')
 
 
 @dataclass
@@ -122,13 +131,16 @@ def detect_format(state_dict: Dict[str, torch.Tensor]) -> str:
     keys = list(state_dict)
     if any(k.startswith('embeddings.patch_embeddings.') for k in keys):
         return 'huggingface'
+    if any(k.startswith('blocks.') for k in keys):  # before timm's `stem.`: the isotropic stem is `stem.weight`
+        return ISOTROPIC_LAYOUT
     if any(k.startswith(('stem.', 'stem_')) or '.blocks.' in k for k in keys):
         return 'timm'
     if any('.depthwise_conv.' in k for k in keys):
         return 'mmpretrain'
     if any('.dwconv.' in k for k in keys) and any(k.startswith('downsample_layers.') for k in keys):
         return 'official'
-    raise CheckpointError('not a ConvNeXt checkpoint in a known format (official, mmpretrain, timm or Hugging Face); '
+    raise CheckpointError('not a ConvNeXt checkpoint in a known format (official, mmpretrain, timm, Hugging Face or '
+                          'official isotropic); '
                           f'its first keys are {keys[:5]}')
 
 
@@ -173,10 +185,22 @@ def load_pretrained(model: torch.nn.Module, path: str, weights_only: bool = True
         state_dict = to_backbone_state_dict(checkpoint, report)
     except CheckpointError as exc:
         raise CheckpointError(f'{path}: {exc}') from None
+    check_layout_family(model, report)
     load_state_dict(model, state_dict, report)
     level = logging.WARNING if report.missing or report.unexpected else logging.INFO
     print_log(report.summary(), logger=logger, level=level)
     return report
+
+
+def check_layout_family(model: torch.nn.Module, report: LoadReport) -> None:
+    """Refuse a hierarchical ConvNeXt checkpoint for the isotropic backbone and the other way round, naming both."""
+    isotropic_model = getattr(model, 'checkpoint_layout', OFFICIAL_LAYOUT) == ISOTROPIC_LAYOUT
+    isotropic_file = report.format == ISOTROPIC_LAYOUT
+    if isotropic_model != isotropic_file:
+        kinds = ('an isotropic ConvNeXt checkpoint (stem, blocks.i)', 'a hierarchical ConvNeXt checkpoint')
+        raise CheckpointError(f'{report.source}: {kinds[not isotropic_file]} ({report.format} format) cannot '
+                              f'initialise {type(model).__name__}; use '
+                              f'{"ConvNeXtIsotropic" if isotropic_file else "ConvNeXt"} for it')
 
 
 def load_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], report: LoadReport) -> None:
@@ -241,11 +265,17 @@ def squeezed(shape: torch.Size) -> tuple:
 
 
 def arch_hint(state_dict: Dict[str, torch.Tensor], archs: Dict[str, dict]) -> str:
-    """The arch the checkpoint looks like, among ``archs`` (the model's ``arch_settings``) or as depths/dims."""
+    """The arch the checkpoint looks like, among ``archs`` (the model's ``arch_settings``) or as depths/dims (an
+    isotropic one: depth/dim)."""
+    if 'blocks.0.dwconv.weight' in state_dict:
+        depth = len({k.split('.')[1] for k in state_dict if k.startswith('blocks.')})
+        dim = state_dict['blocks.0.dwconv.weight'].shape[0]
+        names = [name for name, arch in archs.items() if (arch.get('depth'), arch.get('dim')) == (depth, dim)]
+        return f' (it looks like arch={names[0] if names else dict(depth=depth, dim=dim)!r})'
     dims = tuple(state_dict[f'stages.{i}.0.dwconv.weight'].shape[0] for i in range(4)
                  if f'stages.{i}.0.dwconv.weight' in state_dict)
     depths = tuple(len({k.split('.')[2] for k in state_dict if k.startswith(f'stages.{i}.')}) for i in range(4))
-    names = [name for name, arch in archs.items() if arch['dims'] == dims and arch['depths'] == depths]
+    names = [name for name, arch in archs.items() if arch.get('dims') == dims and arch.get('depths') == depths]
     version = 2 if any('.grn.' in k for k in state_dict) else 1
     arch = names[0] if names else f'dict(depths={list(depths)}, dims={list(dims)})'
     return f' (it looks like arch={arch!r}, version={version})'

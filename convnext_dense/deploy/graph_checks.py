@@ -24,10 +24,11 @@ class GraphCheckError(RuntimeError):
 
 
 def count_convnext_norms(model: nn.Module) -> int:
-    """The LayerNorms of the model's ConvNeXt backbones (stem, downsampling, blocks, output norms)."""
-    from ..models.backbones.convnext import ConvNeXt
-    return sum(isinstance(m, nn.LayerNorm) for backbone in model.modules() if isinstance(backbone, ConvNeXt)
-               for m in backbone.modules())
+    """The LayerNorms of the model's ConvNeXt backbones (stem, downsampling, blocks, output norms), hierarchical or
+    isotropic, and of its simple feature pyramid necks."""
+    from ..models import ConvNeXt, ConvNeXtIsotropic, SimpleFeaturePyramid
+    return sum(isinstance(m, nn.LayerNorm) for part in model.modules()
+               if isinstance(part, (ConvNeXt, ConvNeXtIsotropic, SimpleFeaturePyramid)) for m in part.modules())
 
 
 def find_problems(model_proto, expected_layer_norms: int) -> List[str]:

@@ -1,3 +1,4 @@
-from .backbones import ConvNeXt
+from .backbones import ConvNeXt, ConvNeXtIsotropic
+from .necks import SimpleFeaturePyramid
 
-__all__ = ['ConvNeXt']
+__all__ = ['ConvNeXt', 'ConvNeXtIsotropic', 'SimpleFeaturePyramid']

@@ -27,6 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ...models.backbones.convnext import DECAY_TYPES, NUM_STAGES, ConvNeXt
+from ...models.backbones.convnext_isotropic import ConvNeXtIsotropic
 
 NAME = 'LearningRateDecayOptimizerConstructor'
 OUR_KEYS = ('decay_rate', 'num_layers', 'decay_type', 'custom_keys', 'norm_decay_mult', 'bias_decay_mult')
@@ -62,8 +63,11 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
     def __call__(self, model: nn.Module):
         module = model.module if hasattr(model, 'module') else model
-        # Without num_layers the host constructors fail on any model: there is no behaviour of theirs to keep.
-        if self.host_constructor is not None and not _convnexts(module) and 'num_layers' in self.paramwise_cfg:
+        # Without num_layers the host constructors fail on any model: there is no behaviour of theirs to keep. Our
+        # isotropic ConvNeXt stays here too: the hosts take any backbone named *ConvNeXt* for the hierarchical one,
+        # and would give its blocks (no `stages.`) no decay at all.
+        if self.host_constructor is not None and not _convnexts(module) and not _isotropic(module) \
+                and 'num_layers' in self.paramwise_cfg:
             try:
                 return self.host_constructor(*copy.deepcopy(self._host_args))(model)
             except NotImplementedError:  # the host's way of saying it has no layer ids for this backbone
@@ -164,6 +168,10 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
 def _convnexts(module: nn.Module) -> Dict[str, ConvNeXt]:
     return {name: m for name, m in module.named_modules() if isinstance(m, ConvNeXt)}
+
+
+def _isotropic(module: nn.Module) -> bool:
+    return any(isinstance(m, ConvNeXtIsotropic) for m in module.modules())
 
 
 def _check_num_layers(name: str, backbone: ConvNeXt, decay_type: str, num_layers: int) -> None:

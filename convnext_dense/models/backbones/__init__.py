@@ -1,3 +1,4 @@
 from .convnext import ConvNeXt
+from .convnext_isotropic import ConvNeXtIsotropic
 
-__all__ = ['ConvNeXt']
+__all__ = ['ConvNeXt', 'ConvNeXtIsotropic']
