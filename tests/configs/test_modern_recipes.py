@@ -231,6 +231,7 @@ def _with_targets(data_samples, recipe, size):
 def test_every_backbone_parameter_trains(name):
     """One loss step reaches every backbone parameter: no output norm is left without a gradient (DDP stops on one)."""
     recipe = RECIPES[name]
+    torch.manual_seed(0)  # random weights and inputs: the same ones on every run
     model = build(name).train()
     inputs, data_samples = build_inputs(model, load(name).default_scope, *_image_size(recipe))
     losses = model.loss(inputs, _with_targets(data_samples, recipe, _image_size(recipe)))
