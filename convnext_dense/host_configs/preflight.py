@@ -11,8 +11,8 @@ import torch
 from mmengine.logging import print_log
 
 from ..models.backbones.convnext import ConvNeXt
+from ..utils.config_tree import plain
 from .readers import HostConfigError, Output, host_value, readers, scope_of
-from .swap import _plain
 
 BACKBONE_KEYS = ('arch', 'version', 'out_indices')
 
@@ -46,7 +46,7 @@ def check_backbone_fit(cfg) -> None:
                                   f'model.backbone.out_indices={stages} returns {len(outputs)} outputs')
         read.update(positions)
         for key, value in reader.rule.fields(reader.cfg, len(outputs), outputs, identity).items():
-            actual = _plain(host_value(scope, reader.cfg, key))
+            actual = plain(host_value(scope, reader.cfg, key))
             if actual != value:
                 raise HostConfigError(
                     f'{reader.where}.{key} is {actual}, but ConvNeXt({_describe(backbone)}) returns '

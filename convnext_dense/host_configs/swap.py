@@ -25,6 +25,7 @@ import torch
 from mmengine.config import Config
 
 from ..models.backbones.convnext import ConvNeXt
+from ..utils.config_tree import plain
 from .readers import HostConfigError, Output, host_stages, host_value, readers, scope_of
 from .recipes import recipe
 
@@ -96,7 +97,7 @@ def plan_swap(host: Union[str, Config], arch: Union[str, dict] = 'tiny', version
         init_cfg=dict(type='Pretrained', checkpoint=pretrained) if pretrained else None)
     for reader in found:
         values = reader.rule.fields(reader.cfg, num_old, outputs, position)
-        changed = {k: v for k, v in values.items() if _plain(host_value(scope, reader.cfg, k)) != v}
+        changed = {k: v for k, v in values.items() if plain(host_value(scope, reader.cfg, k)) != v}
         if changed:
             _set_fields(delta_model, model, reader.path, changed)
             plan.reasons[reader.where] = (f'{reader.type} reads ConvNeXt\'s outputs: '
@@ -154,10 +155,10 @@ def write_swap(plan: SwapPlan, out: str) -> str:
 
 def _swap_data_preprocessor(plan: SwapPlan, model) -> None:
     host = model.get('data_preprocessor') or {}
-    if all(_plain(host.get(k)) == v for k, v in IMAGENET_RGB.items()):
+    if all(plain(host.get(k)) == v for k, v in IMAGENET_RGB.items()):
         return
     plan.delta['model']['data_preprocessor'] = dict(IMAGENET_RGB)
-    had = ', '.join(f'{k}={_plain(host.get(k))}' for k in IMAGENET_RGB) if host.get('mean') else 'no mean/std'
+    had = ', '.join(f'{k}={plain(host.get(k))}' for k in IMAGENET_RGB) if host.get('mean') else 'no mean/std'
     plan.reasons['model.data_preprocessor'] = f'ImageNet RGB mean/std, as ConvNeXt was pre-trained (the host had {had})'
 
 
@@ -179,7 +180,7 @@ def _swap_optimizer(plan: SwapPlan, cfg, scope: str, chosen, num_layers: int, la
     host_paramwise = dict(wrapper.get('paramwise_cfg') or {})
     decay_rate = chosen.decay_rate if layer_decay is None else layer_decay
     paramwise = dict(decay_rate=decay_rate, decay_type=chosen.decay_type, num_layers=num_layers)
-    paramwise.update({k: _plain(host_paramwise[k]) for k in KEPT_PARAMWISE_KEYS if k in host_paramwise})
+    paramwise.update({k: plain(host_paramwise[k]) for k in KEPT_PARAMWISE_KEYS if k in host_paramwise})
     dropped = sorted(set(host_paramwise) - set(KEPT_PARAMWISE_KEYS))
     if 'paramwise_cfg' in wrapper:
         paramwise = dict(_delete_=True, **paramwise)
@@ -213,20 +214,11 @@ def _set_fields(delta_model: dict, model, path: Tuple, values: dict) -> None:
         return
     top = path[0]
     if top not in delta_model:
-        delta_model[top] = _plain(model[top])
+        delta_model[top] = plain(model[top])
     node = delta_model[top]
     for key in path[1:]:
         node = node[key]
     node.update(values)
-
-
-def _plain(value):
-    """Config values as plain dicts, lists and numbers (tuples as lists), for comparing and writing."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _literal(value, indent: int, width: int = 120) -> str:

@@ -39,3 +39,12 @@ def datasets(dataset: dict, key: str) -> Iterator[Tuple[str, dict, bool]]:
 def leaf_datasets(dataset: dict, key: str) -> Iterator[Tuple[str, dict]]:
     """The datasets that read files, under any wrappers."""
     return ((k, d) for k, d, leaf in datasets(dataset, key) if leaf)
+
+
+def plain(value):
+    """A config value as plain dicts, lists and numbers (tuples as lists), for comparing and writing."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

@@ -129,8 +129,27 @@ class Downsample(nn.Sequential):
         return super().forward(_pad_to_multiple(x, self.stride))
 
 
+class FrozenModules(BaseModule):
+    """Frozen parts (``_frozen_modules``, given by the backbone) kept frozen: no gradients, and eval mode whenever
+    the model is put in training mode."""
+
+    def _frozen_modules(self):
+        return iter(())
+
+    def _freeze_stages(self):
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+
 @MODELS.register_module()
-class ConvNeXt(BaseModule):
+class ConvNeXt(FrozenModules):
     """ConvNeXt V1/V2 emitting the feature maps of the chosen stages, each through its own LayerNorm.
 
     Args:
@@ -281,17 +300,6 @@ class ConvNeXt(BaseModule):
             yield self.stages[i]
             if i in self.out_indices:
                 yield getattr(self, f'norm{i}')
-
-    def _freeze_stages(self):
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
 
     def forward(self, x: torch.Tensor) -> tuple:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

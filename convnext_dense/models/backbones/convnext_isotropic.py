@@ -13,12 +13,11 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.utils.checkpoint
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
 
 from ...checkpoint.backbone import ISOTROPIC_LAYOUT, load_pretrained
-from .convnext import ConvNeXtBlock, LayerNorm2d, _pad_to_multiple
+from .convnext import ConvNeXtBlock, FrozenModules, LayerNorm2d, _pad_to_multiple
 
 # The official sizes (models/convnext_isotropic.py: convnext_isotropic_{small,base,large}). Layer scale as the official
 # ImageNet training (TRAINING.md): off for S and B (--layer_scale_init_value 0), main.py's default 1e-6 for L, whose
@@ -33,7 +32,7 @@ PATCH_SIZE = 16
 
 
 @MODELS.register_module()
-class ConvNeXtIsotropic(BaseModule):
+class ConvNeXtIsotropic(FrozenModules):
     """Isotropic ConvNeXt emitting the stride-16 maps of the chosen blocks, each through its own LayerNorm.
 
     Args:
@@ -147,17 +146,6 @@ class ConvNeXtIsotropic(BaseModule):
             yield self.blocks[i]
             if i in self.out_indices:
                 yield getattr(self, f'norm{i}')
-
-    def _freeze_stages(self):
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
 
     def forward(self, x: torch.Tensor) -> tuple:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
