@@ -10,7 +10,7 @@ rounded to 2 MiB, and freed blocks merged with free neighbours of the same segme
 to the driver (an 80 GB card runs these steps without the allocator freeing its cache).
 """
 import bisect
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 MIB = 1 << 20
 MIN_BLOCK = 512            # every request is rounded up to a multiple of this
@@ -105,26 +105,112 @@ class CachingAllocatorModel:
         del pool[index]
 
 
-def steady_state_peak(setup: Iterable[tuple], step: List[tuple]) -> Tuple[int, int]:
-    """Peak allocated bytes (and reserved bytes) of the second of two identical training steps, as the GPU benchmark
-    measures after its warm-up: replay ``setup`` (model, optimizer), ``step`` once, then ``step`` again on the warm
-    cache, without the allocations of the first step that were never freed (optimizer state, born in the first
-    step). Events: ``('alloc', key, nbytes)`` and ``('free', key)``."""
-    allocator = CachingAllocatorModel()
-    blocks: Dict[int, Block] = {}
+class Replay(NamedTuple):
+    """What a replay reports, in bytes: the allocator's peak of allocated blocks (what
+    ``torch.cuda.max_memory_allocated`` reports) and its segments, and the tensors' own peak (each request rounded
+    to 512 bytes) over the same steps, with what was half precision at that peak, the phase that reached it and how
+    much of it the previous iteration had left."""
+    allocated_peak: int
+    reserved: int
+    tensors_peak: int
+    half_at_peak: int
+    phase_at_peak: Optional[str]
+    previous_at_peak: int
 
-    def replay(events, skip=frozenset()):
+
+class _Replayer:
+    """The allocator model fed a trace, beside the count of the tensors' own bytes. Events: ``('alloc', key,
+    nbytes[, half, phase])``, ``('free', key)`` and ``('drop_previous', keys)``, the place where a loop drops what
+    its previous iteration left alive (tensors its variables still held, such as gradients kept until ``zero_grad``);
+    ``keys`` are those tensors as this iteration makes them. Allocations are owned by (iteration, key), 0 the setup."""
+
+    def __init__(self):
+        self.allocator = CachingAllocatorModel()
+        self.live: Dict[Tuple[int, int], Tuple[Block, int, bool]] = {}
+        self.left: frozenset = frozenset()  # the owners the previous iteration left alive
+        self.count = dict(tensors=0, half=0, previous=0)
+        self.best = dict(tensors=0, half=0, previous=0, phase=None)
+
+    def begin(self, left: Iterable[Tuple[int, int]]):
+        """A new iteration, ``left`` what the previous one left alive for it."""
+        self.left = frozenset(left)
+        self.count['previous'] = sum(self.live[owner][1] for owner in self.left if owner in self.live)
+
+    def reset_peak(self):
+        self.allocator.reset_peak()
+        self.best.update(self.count, phase=None)
+
+    def replay(self, events: Iterable[tuple], iteration: int, skip=frozenset(), drop_previous: bool = False):
+        """``events`` as iteration ``iteration``, without the allocations of ``skip``; with ``drop_previous`` the
+        marks free what the previous iteration (``iteration - 1``) allocated under their keys."""
         for event in events:
             if event[0] == 'alloc':
-                if event[1] not in skip and event[2] > 0:  # an empty tensor gets no block
-                    blocks[event[1]] = allocator.malloc(event[2])
-            elif event[1] in blocks:
-                allocator.free(blocks.pop(event[1]))
+                _, key, nbytes, *tag = event
+                if key not in skip and nbytes > 0:  # an empty tensor gets no block
+                    self._malloc((iteration, key), nbytes, bool(tag and tag[0]), tag[1] if len(tag) > 1 else None)
+            elif event[0] == 'free':
+                self._free((iteration, event[1]) if (iteration, event[1]) in self.live else (0, event[1]))
+            elif event[0] == 'drop_previous' and drop_previous:
+                for key in event[1]:
+                    self._free((iteration - 1, key))
 
-    replay(setup)
-    first = set(blocks)
-    replay(step)
-    persistent = set(blocks) - first
-    allocator.reset_peak()
-    replay(step, skip=persistent)
-    return allocator.peak, allocator.reserved
+    def result(self) -> Replay:
+        best = self.best
+        return Replay(self.allocator.peak, self.allocator.reserved, best['tensors'], best['half'], best['phase'],
+                      best['previous'])
+
+    def _malloc(self, owner, nbytes: int, half: bool, phase: Optional[str]):
+        size = rounded(nbytes)
+        self.live[owner] = (self.allocator.malloc(nbytes), size, half)
+        self.count['tensors'] += size
+        self.count['half'] += size if half else 0
+        if self.count['tensors'] > self.best['tensors']:
+            self.best.update(self.count, phase=phase)
+
+    def _free(self, owner):
+        if owner not in self.live:
+            return
+        block, size, half = self.live.pop(owner)
+        self.allocator.free(block)
+        self.count['tensors'] -= size
+        self.count['half'] -= size if half else 0
+        self.count['previous'] -= size if owner in self.left else 0
+
+
+def _left_keys(events: Iterable[tuple]) -> set:
+    """The keys of what an iteration leaves to the next: those its drop marks name."""
+    return {key for event in events if event[0] == 'drop_previous' for key in event[1]}
+
+
+def steady_state_peak(setup: Iterable[tuple], step: List[tuple], count_first_step: bool = False) -> Replay:
+    """Peak allocated bytes (and reserved bytes) of a training loop whose iterations all allocate and free as
+    ``step`` does: replay ``setup`` (model, optimizer), ``step`` once, then ``step`` again on the warm cache, without
+    the allocations of the first step that were never freed and that no later iteration drops (optimizer state, born
+    in the first step), and with the first step's tensors that its drop marks name freed where the second drops them
+    (in the first iteration there is nothing to drop). The peak is that of the second step, as a GPU benchmark
+    measures after its warm-up, or with ``count_first_step`` that of both, as a loop measured from its first
+    iteration."""
+    replayer = _Replayer()
+    replayer.replay(setup, 0)
+    replayer.replay(step, 1)
+    carried = _left_keys(step)
+    persistent = {key for iteration, key in replayer.live if iteration == 1} - carried
+    if not count_first_step:
+        replayer.reset_peak()
+    replayer.begin((1, key) for key in carried)
+    replayer.replay(step, 2, skip=persistent, drop_previous=True)
+    return replayer.result()
+
+
+def replay_as_run(setup: Iterable[tuple], iterations: Sequence[List[tuple]]) -> Replay:
+    """Peak allocated bytes (and reserved bytes) of a loop traced for several iterations as they ran, from the
+    first: each iteration's own frees free what the previous one left (the drop marks only name it, for the count
+    of what was left at the peak)."""
+    replayer = _Replayer()
+    replayer.replay(setup, 0)
+    left: set = set()
+    for events in iterations:
+        replayer.begin((1, key) for key in left)
+        replayer.replay(events, 1)
+        left = _left_keys(events)
+    return replayer.result()

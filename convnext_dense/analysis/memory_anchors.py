@@ -1,17 +1,26 @@
 """The H100 measurements that ``tools/analysis_tools/benchmark_memory.py --estimate --validate`` checks its CPU
-estimates against.
+estimates against, and the loop that measured them.
 
-Source: the team's anchor measurements (ANCHORS.md, "Measured here"): one H100, torch 2.11, OneDL mmdet 3.5.1, AMP
-fp16, batch 2, 800x1344, 7 synthetic boxes+masks per image, peak allocated memory of a steady-state training step. The
-configs are mmdet's own (mmpretrain's ConvNeXt; ConvNeXt-B as a delta over mmdet's S config, which mmdet lacks) and
-mmdet's Swin in the same Cascade heads (configs/cascade_rcnn/swin_*_3x.py). Tolerances: each estimate within
-:data:`MAX_ERROR` of its anchor, and each ConvNeXt/Swin ratio within :data:`MAX_RATIO_ERROR` of the anchors' ratio.
-The estimates take the anchors as one GPU of a distributed run, DDP's gradient buckets held: the measuring script is
-not part of the anchors, and without the buckets every estimate falls short by about one float32 copy of the
-parameters (4 bytes each).
+Source: the team's anchor measurements (ANCHORS.md, "Measured here"), taken by its script
+``anchors/anchor_det_bench.py`` with one process per config; the figures, the card and the software versions are in
+ANCHORS.md and the README. The configs are mmdet's own (mmpretrain's ConvNeXt; ConvNeXt-B as a delta over mmdet's S
+config, which mmdet lacks) and mmdet's Swin in the same Cascade heads (configs/cascade_rcnn/swin_*_3x.py).
+
+That script is not a training run of mmengine's: it is a plain single-process loop (no DDP, no data preprocessor:
+random tensors straight into ``model(x, data_samples, mode='loss')``), ``torch.optim.AdamW`` over
+``model.parameters()`` (one parameter group, foreach as PyTorch picks it on CUDA) with a ``GradScaler`` under fp16
+autocast, and ``zero_grad(set_to_none=True)`` between the forward and the backward, so the previous step's gradients
+are alive through every forward; its peak is ``torch.cuda.max_memory_allocated()`` over all iterations, warm-up
+included. :data:`LOOP` holds its settings and :func:`anchor_samples` its data; ``--validate`` estimates each config
+under that loop (``convnext_dense.analysis.memory_estimate.AnchorLoop``), not under mmengine's. Tolerances: each
+estimate within :data:`MAX_ERROR` of its anchor, and each ConvNeXt/Swin ratio within :data:`MAX_RATIO_ERROR` of the
+anchors' ratio, with no fitted factor.
 """
 from pathlib import Path
 from typing import Dict, List
+
+import numpy as np
+import torch
 
 MAX_ERROR = 0.05
 MAX_RATIO_ERROR = 0.02
@@ -20,6 +29,12 @@ MMDET_CASCADE_T = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1
 MMDET_CASCADE_S = 'mmdet::convnext/cascade-mask-rcnn_convnext-s-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 CASCADE_B_DELTA = ("model = dict(backbone=dict(arch='base', drop_path_rate=0.7),\n"
                    "             neck=dict(in_channels=[128, 256, 512, 1024]))\n")
+
+# The measuring script's loop, as its command line defaulted (ANCHORS.md: one process per row, defaults but NAME
+# and --mask-rcnn): its batch, image size (random inputs, no padding), instances per image and their classes, AMP,
+# the AdamW arguments, and the iterations over which the peak was taken.
+LOOP = dict(batch_size=2, shape=(800, 1344), instances=7, classes=80, amp='fp16',
+            optimizer=dict(lr=1e-4, weight_decay=0.05), warmup=3, iters=10)
 
 # name: (base config, delta appended to it, measured peak allocated GiB, Swin counterpart for the ratio)
 ANCHORS: Dict[str, tuple] = {
@@ -61,3 +76,37 @@ def validation_rows(estimates: Dict[str, float]) -> List[dict]:
                 abs(row['estimated_ratio'] - row['anchor_ratio']) <= MAX_RATIO_ERROR
         rows.append(row)
     return rows
+
+
+def anchor_samples(batch_size: int, shape: tuple, rng: np.random.Generator, instances: int = LOOP['instances'],
+                   classes: int = LOOP['classes']) -> list:
+    """The data samples the measuring script makes for one iteration, draw for draw from its generator: per image,
+    box corners and sides drawn uniformly (a margin off the far edges, sides from a minimum to a third of the image's,
+    clipped to it), a rectangular BitmapMask filling each box, labels uniform over ``classes``; boxes and labels as
+    tensors (on the device, in the script), no HorizontalBoxes. The metainfo is the script's: the image is its own
+    batch input, unpadded and unscaled."""
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    height, width = shape
+    samples = []
+    for _ in range(batch_size):
+        sample = DetDataSample()
+        sample.set_metainfo(dict(img_shape=(height, width), pad_shape=(height, width),
+                                 batch_input_shape=(height, width), ori_shape=(height, width),
+                                 scale_factor=(1., 1.)))
+        x1, y1 = rng.uniform(0, width - 64, instances), rng.uniform(0, height - 64, instances)
+        box_w, box_h = rng.uniform(32, width / 3, instances), rng.uniform(32, height / 3, instances)
+        x2, y2 = np.minimum(x1 + box_w, width - 1), np.minimum(y1 + box_h, height - 1)
+        boxes = np.stack([x1, y1, x2, y2], 1).astype(np.float32)
+        masks = np.zeros((instances, height, width), np.uint8)
+        for mask, (left, top, right, bottom) in zip(masks, boxes.astype(int)):
+            mask[top:bottom, left:right] = 1
+        gt = InstanceData()
+        # copies, as the script's .to('cuda') makes them: tensors of the device's memory, which the tracker sees
+        gt.bboxes = torch.from_numpy(boxes).clone()
+        gt.labels = torch.from_numpy(rng.integers(0, classes, instances)).clone()
+        gt.masks = BitmapMasks(masks, height, width)
+        sample.gt_instances = gt
+        samples.append(sample)
+    return samples

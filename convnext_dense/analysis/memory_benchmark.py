@@ -13,6 +13,7 @@ import torch
 
 from ..engine.optimizers.precision import is_amp, without_amp
 from . import benchmark as common
+from .memory_anchors import LOOP
 from .reports import dims, fmt, format_table, publish_report, report_header, result_env
 from .synthetic_batches import synthetic_batch
 
@@ -65,12 +66,17 @@ def estimate(args) -> dict:
     """The peak GPU memory of training ``args.configs[0]`` predicted on the CPU, in GiB, with its parts."""
     from .memory_estimate import estimate_peak
     cfg = common.load_benchmark_config(args.configs[0], args.cfg_options)
-    shape = common.image_shape(cfg, args.shape)
-    estimated = estimate_peak(cfg, args.batch_size, shape, seed=args.seed, launcher=args.launcher)
+    loop = getattr(args, 'loop', 'runner')
+    # the anchors' loop: unpadded random images of their size unless --shape says otherwise
+    shape = tuple(args.shape or LOOP['shape']) if loop == 'anchor' else common.image_shape(cfg, args.shape)
+    batch_size = args.batch_size
+    estimated = estimate_peak(cfg, batch_size, shape, seed=args.seed, launcher=args.launcher, loop=loop,
+                              iterations=getattr(args, 'loop_iterations', 1))
     gib = {key.replace('_bytes', '_gib'): value / common.GIB for key, value in estimated.items()
            if key.endswith('_bytes')}
     return dict(task=common.config_task(cfg), precision='amp (half-precision sizes)' if estimated['amp'] else 'fp32',
-                launcher=args.launcher, image_shape=list(shape), batch_size=args.batch_size,
+                launcher=args.launcher, loop=loop, loop_iterations=estimated['iterations'], image_shape=list(shape),
+                batch_size=batch_size,
                 backbone_cfg=cfg.model.backbone.to_dict(), env=common.environment(torch.device('cpu')),
                 params_m=estimated['params_m'], peak_phase=estimated['peak_phase'], **gib)
 
@@ -78,8 +84,10 @@ def estimate(args) -> dict:
 def report_estimates(args, results) -> int:
     """The table, JSON and chart of ``--estimate`` runs; with ``--validate``, the comparison with the anchors too,
     and exit code 1 when one is out of tolerance."""
-    columns = {'params_m': ('params (M)', '.1f'), 'tensors_at_peak_gib': ('tensors at peak (GiB)', '.3f'),
-               'ddp_buckets_gib': ('of which DDP buckets', '.3f'),
+    held = ({'previous_iteration_at_peak_gib': ('of which left by the previous iteration', '.3f')}
+            if any(r.get('previous_iteration_at_peak_gib') for r in results) else
+            {'ddp_buckets_gib': ('of which DDP buckets', '.3f')})
+    columns = {'params_m': ('params (M)', '.1f'), 'tensors_at_peak_gib': ('tensors at peak (GiB)', '.3f'), **held,
                'allocator_rounding_gib': ('+ allocator blocks', '.3f'), 'cublas_workspaces_gib': ('+ cuBLAS', '.3f'),
                'estimated_peak_gib': ('estimated peak (GiB)', '.3f'),
                'static_gib': ('params+buffers+opt state (GiB)', '.3f'),
@@ -89,14 +97,25 @@ def report_estimates(args, results) -> int:
              *(fmt(r.get(key), spec) for key, (_, spec) in columns.items()), r.get('peak_phase', '-')]
             for r in results]
     env = result_env(results)
-    settings = (f'ESTIMATE of peak GPU memory allocated by a training step (batch {args.batch_size}), from one CPU '
-                'step with tensor-level accounting, replayed through a model of the CUDA caching allocator '
-                f'| launcher {args.launcher} | torch {env.get("torch", "?")} | mmdet {env.get("mmdet", "?")} '
+    if args.validate or args.loop == 'anchor':
+        iterations = ('one iteration replayed as its steady state' if args.loop_iterations == 1 else
+                      f'{args.loop_iterations} iterations as it ran them')
+        loop = ("the H100 anchors' own loop (one process, no DDP, plain AdamW + GradScaler, fp16 autocast, the "
+                "previous step's gradients alive through the forward, random inputs "
+                f"{args.batch_size}x3x{'x'.join(map(str, args.shape or LOOP['shape']))}; {iterations})")
+    else:
+        run = 'one GPU of a distributed run' if args.launcher == 'pytorch' else 'a single-process run'
+        loop = f'batch {args.batch_size}, launcher {args.launcher} ({run}: a prediction until a GPU has measured one)'
+    settings = ('ESTIMATE of peak GPU memory allocated by a training step, from training steps run on the CPU with '
+                f'tensor-level accounting, replayed through a model of the CUDA caching allocator | {loop} '
+                f'| torch {env.get("torch", "?")} | mmdet {env.get("mmdet", "?")} '
                 f'| cfg-options {args.cfg_options or "none"}')
     table = '\n'.join([settings, '', format_table(headers, rows)])
     payload = dict(tool=STEM, title=settings, **env, memory_metric='estimated_gpu_peak_allocated',
                    settings=dict(batch_size=args.batch_size, launcher=args.launcher, shape=args.shape,
-                                 seed=args.seed, cfg_options=args.cfg_options), results=results)
+                                 loop='anchor' if args.validate else args.loop,
+                                 loop_iterations=args.loop_iterations, seed=args.seed,
+                                 cfg_options=args.cfg_options), results=results)
     series = {'estimate': [r.get('estimated_peak_gib') for r in results]}
     valid = True
     if args.validate:
@@ -110,13 +129,13 @@ def report_estimates(args, results) -> int:
 
 
 def validation_table(rows, results) -> str:
-    """Markdown, for the README: per anchor config the estimate's parts, the estimate against the H100 anchor, and
-    the ConvNeXt/Swin ratios."""
+    """Markdown, for the README: per anchor config the estimate's parts under the anchors' loop, the estimate against
+    the H100 anchor, and the ConvNeXt/Swin ratios."""
     from .memory_anchors import MAX_ERROR, MAX_RATIO_ERROR
     parts = {r['name']: r for r in results}
-    lines = [f'Validation against H100 measurements (tolerance: {MAX_ERROR:.0%} per config, '
-             f'{MAX_RATIO_ERROR} on the ConvNeXt/Swin ratio)', '',
-             '| config | H100 anchor (GiB) | tensors | of which DDP buckets | + allocator blocks | + cuBLAS | '
+    lines = [f"Validation against H100 measurements, each config estimated under the anchors' own loop "
+             f'(tolerance: {MAX_ERROR:.0%} per config, {MAX_RATIO_ERROR} on the ConvNeXt/Swin ratio)', '',
+             '| config | H100 anchor (GiB) | tensors | of which previous step | + allocator blocks | + cuBLAS | '
              'CPU estimate (GiB) | error | ConvNeXt/Swin anchor | ConvNeXt/Swin estimate | ok |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for v in rows:
@@ -124,7 +143,7 @@ def validation_table(rows, results) -> str:
         ratio = lambda key: fmt(v.get(key), '.3f')  # noqa: E731
         error = '-' if v['error'] is None else f"{v['error']:+.1%}"
         lines.append(f"| {v['name']} | {v['anchor_gib']:.2f} | {part('tensors_at_peak_gib')} | "
-                     f"{part('ddp_buckets_gib')} | {part('allocator_rounding_gib')} | "
+                     f"{part('previous_iteration_at_peak_gib')} | {part('allocator_rounding_gib')} | "
                      f"{part('cublas_workspaces_gib')} | "
                      f"{fmt(v['estimated_peak_gib'], '.2f')} | {error} | {ratio('anchor_ratio')} | "
                      f"{ratio('estimated_ratio')} | {'yes' if v['ok'] else 'NO'} |")

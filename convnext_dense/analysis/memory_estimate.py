@@ -12,22 +12,25 @@ how many RoIs the heads see, so the step really runs, on the CPU, while
   float32 and CPU's does not (layer/group norm, softmax, exp/log/pow, sums, ...), so activations saved for backward
   have the dtypes they have on a GPU; the convolutions and matrix products themselves compute in float32 and return
   half precision (:func:`_in_fp32`): the same tensors, at float32 speed on CPUs without native bfloat16;
-- the optimizer is the config's own (constructor, layer decay and all), with ``foreach=True`` as PyTorch picks for
-  CUDA tensors, so its temporaries are those of a GPU step;
-- for one GPU of a distributed run (``launcher='pytorch'``, the default, as the recipes train) the model is wrapped as
-  mmengine's Runner wraps it, in a one-process group, so DDP's gradient buckets are recorded like any other tensor:
-  one more copy of the trainable parameters' gradients, for the whole step (or the gradients themselves, with
-  ``model_wrapper_cfg=dict(gradient_as_bucket_view=True)``).
+- the loop is that of a ``tools/train.py`` run (``loop='runner'``): ``train_step`` with the config's own optimizer
+  (constructor, layer decay and all), with ``foreach=True`` as PyTorch picks for CUDA tensors, so its temporaries are
+  those of a GPU step; for one GPU of a distributed run (``launcher='pytorch'``, the default, as the recipes train)
+  the model is wrapped as mmengine's Runner wraps it, in a one-process group, so DDP's gradient buckets are recorded
+  like any other tensor: one more copy of the trainable parameters' gradients, for the whole step (or the gradients
+  themselves, with ``model_wrapper_cfg=dict(gradient_as_bucket_view=True)``). Or it is the loop that measured the
+  memory anchors (``loop='anchor'``, :class:`AnchorLoop`), which ``--validate`` compares with them: one process, the
+  script's optimizer and scaler, and the previous step's gradients alive through each forward.
 
 :func:`estimate_peak` then replays the recorded allocations through a model of the CUDA caching allocator
 (:mod:`convnext_dense.analysis.cuda_allocator`): the step twice, the second on the warm cache without the first step's
-optimizer-state births, as the GPU benchmark measures after its warm-up; its peak of allocated blocks is what
-``torch.cuda.max_memory_allocated`` reports, to which the cuBLAS workspaces are added. Not modelled (the validation
-against H100 measurements, :mod:`convnext_dense.analysis.memory_anchors`, bounds what they add): cuDNN convolution
-workspaces and CUDA kernels' own temporaries.
+optimizer-state births and with what the loop kept from the first (for the anchors' loop, its gradients until
+``zero_grad``); its peak of allocated blocks is what ``torch.cuda.max_memory_allocated`` reports, to which the cuBLAS
+workspaces are added. Not modelled (the validation against H100 measurements, whose figures are in the README, bounds
+what they add): cuDNN convolution workspaces and CUDA kernels' own temporaries.
 """
 import contextlib
 import weakref
+from functools import partial
 from typing import List, Optional
 
 import numpy as np
@@ -38,8 +41,9 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ..engine.optimizers.precision import is_amp, without_amp
 from . import benchmark as common
-from .cuda_allocator import steady_state_peak
-from .synthetic_batches import synthetic_batch
+from .cuda_allocator import replay_as_run, steady_state_peak
+from .memory_anchors import LOOP, anchor_samples
+from .synthetic_batches import num_classes, synthetic_batch
 
 BLOCK_BYTES = 512  # the CUDA caching allocator rounds every block up to a multiple of this
 # cuBLAS workspaces, allocated through the caching allocator: one per cuBLAS handle and stream, and a training step
@@ -87,8 +91,10 @@ class StorageTracker(TorchDispatchMode):
         super().__init__()
         self.live = self.peak = self.live_half = self.peak_half = 0
         self.phase = self.peak_phase = 'setup'
-        self._tracked = weakref.WeakSet()
-        self.events: List[tuple] = []  # ('alloc', key, nbytes) / ('free', key), in order, for the allocator model
+        self._keys = weakref.WeakKeyDictionary()  # storage -> its key in the events
+        # ('alloc', key, nbytes, half, phase) / ('free', key) / ('drop_previous', keys), in order, for the allocator
+        # model (convnext_dense.analysis.cuda_allocator.steady_state_peak)
+        self.events: List[tuple] = []
         self.compute_in_fp32 = True
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -106,13 +112,12 @@ class StorageTracker(TorchDispatchMode):
         if tensor.layout != torch.strided or tensor.device.type == 'meta':
             return
         storage = tensor.untyped_storage()
-        if storage in self._tracked:
+        if storage in self._keys:
             return
         size = block_bytes(storage.nbytes())
         half = size if tensor.dtype in HALF else 0
-        self._tracked.add(storage)
-        key = len(self.events)
-        self.events.append(('alloc', key, storage.nbytes()))
+        key = self._keys[storage] = len(self.events)
+        self.events.append(('alloc', key, storage.nbytes(), bool(half), self.phase))
         weakref.finalize(storage, self._free, size, half, key)
         self.live += size
         self.live_half += half
@@ -123,6 +128,18 @@ class StorageTracker(TorchDispatchMode):
         self.events.append(('free', key))
         self.live -= size
         self.live_half -= half
+
+    def keys_of(self, tensors) -> List[int]:
+        """The event keys of the tracked storages of ``tensors``, each once, in order."""
+        keys = [self._keys.get(t.untyped_storage()) for t in tensors if isinstance(t, torch.Tensor)]
+        return list(dict.fromkeys(key for key in keys if key is not None))
+
+    def drop_previous(self) -> List[int]:
+        """Mark where a training loop drops what its previous iteration left alive; the caller fills the returned
+        list with the keys of those tensors as this iteration makes them (see ``steady_state_peak``)."""
+        keys: List[int] = []
+        self.events.append(('drop_previous', keys))
+        return keys
 
     def reset_peak(self):
         self.peak, self.peak_half, self.peak_phase = self.live, self.live_half, self.phase
@@ -233,10 +250,6 @@ def emulated_optim_wrapper_cls():
         tracker: StorageTracker
         amp: bool
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.before_step = None  # (peak, half-precision bytes at it, its phase) before the optimizer ran
-
         @contextlib.contextmanager
         def optim_context(self, model):
             with super().optim_context(model), cuda_autocast(self.amp), self.tracker.in_phase('forward'):
@@ -247,8 +260,6 @@ def emulated_optim_wrapper_cls():
                 super().backward(loss, **kwargs)
 
         def step(self, **kwargs):
-            tracker = self.tracker
-            self.before_step = (tracker.peak, tracker.peak_half, tracker.peak_phase)
             with self.tracker.in_phase('optimizer'):
                 super().step(**kwargs)
 
@@ -279,40 +290,124 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(storages.values())
 
 
+class AnchorLoop:
+    """The training loop that measured the memory anchors (:mod:`.memory_anchors`), one iteration per call, under
+    the tracker, for ``estimate_peak(..., loop='anchor')``: no DDP and no data preprocessor, a random float32 batch
+    and the script's data samples (:func:`~.memory_anchors.anchor_samples`) straight into
+    ``model(x, samples, mode='loss')`` under fp16 autocast (:func:`cuda_autocast`), the losses summed outside it,
+    ``torch.optim.AdamW`` over ``model.parameters()`` with the script's arguments (one parameter group;
+    ``foreach=True``, as PyTorch picks for CUDA tensors) behind a ``GradScaler``, and ``zero_grad(set_to_none=True)``
+    after the forward, before the backward.
+
+    What the loop's variables still hold at the end of an iteration lives on into the next one, and the trace says
+    where that one drops it (:meth:`StorageTracker.drop_previous`): the previous input as the new one is made, the
+    previous samples, losses and loss as theirs are, and the previous step's gradients at ``zero_grad``, so they are
+    alive through the whole forward. A second call frees them there, as the loop does; of a single traced iteration,
+    the allocator replay (``steady_state_peak``) frees them there in its second pass."""
+
+    def __init__(self, model: torch.nn.Module, tracker: StorageTracker, batch_size: int, shape: tuple, seed: int,
+                 classes: int):
+        self.model, self.tracker, self.batch_size, self.shape = model, tracker, batch_size, shape
+        self.classes = min(classes, LOOP['classes'])  # the script's labels, where the model has as many classes
+        self.amp = LOOP['amp'] in ('fp16', 'bf16')
+        self.optimizer = torch.optim.AdamW(model.parameters(), **LOOP['optimizer'], foreach=True)
+        self.scaler = torch.amp.GradScaler('cpu', enabled=LOOP['amp'] == 'fp16')
+        self.rng = np.random.default_rng(seed)
+        self.kept: dict = {}  # what the loop's variables hold after an iteration, by name
+        self.drops: dict = {}  # the drop_previous marks of the iteration, by name
+
+    def __call__(self):
+        """One iteration; called again, the next one, dropping what this one left where the script's loop drops it."""
+        x = torch.randn(self.batch_size, 3, *self.shape)
+        self._drop_previous('x')
+        samples = anchor_samples(self.batch_size, self.shape, self.rng, classes=self.classes)
+        self._drop_previous('samples')
+        with cuda_autocast(self.amp), self.tracker.in_phase('forward'):
+            losses = self.model(x, samples, mode='loss')
+        self._drop_previous('losses')
+        with self.tracker.in_phase('forward'):
+            loss = sum(v.sum() if torch.is_tensor(v) else sum(t.sum() for t in v)
+                       for k, v in losses.items() if 'loss' in k)
+        self._drop_previous('loss')
+        self._drop_previous('grads')
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.tracker.in_phase('backward'):
+            self.scaler.scale(loss).backward()
+        with self.tracker.in_phase('optimizer'):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        kept = dict(x=[x], samples=[t for s in samples for t in s.gt_instances.values() if torch.is_tensor(t)],
+                    losses=tree_flatten(dict(losses))[0], loss=[loss],
+                    grads=[p.grad for p in self.model.parameters() if p.grad is not None])
+        for name, keys in self.drops.items():
+            keys.extend(self.tracker.keys_of(kept[name]))
+        del kept['grads']  # the parameters hold them until the next zero_grad
+        self.kept = kept
+
+    def _drop_previous(self, name: str):
+        """The loop's variable ``name`` takes this iteration's value: the previous one is freed, and the trace marks
+        the place."""
+        self.kept.pop(name, None)
+        self.drops[name] = self.tracker.drop_previous()
+
+
+LOOPS = ('runner', 'anchor')
+
+
 def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Optional[bool] = None,
-                  launcher: str = 'pytorch') -> dict:
-    """Build ``cfg``'s model (random weights), wrapped as ``launcher`` has mmengine wrap it (see
-    :func:`~convnext_dense.analysis.benchmark.wrap_as_launched`), and optimizer under the tracker and run one
-    ``train_step`` on a synthetic batch; return the predicted steady-state peak of allocated GPU memory of one GPU and
-    its parts, in bytes."""
+                  launcher: str = 'pytorch', loop: str = 'runner', iterations: int = 1) -> dict:
+    """Build ``cfg``'s model (random weights) and run one training step under the tracker; return the predicted
+    peak of allocated GPU memory of one GPU and its parts, in bytes.
+
+    ``loop='runner'``: the step of a ``tools/train.py`` run, ``train_step`` on a synthetic batch with the config's own
+    optim_wrapper (AMP as the config asks unless ``amp`` says otherwise), the model wrapped as ``launcher`` has
+    mmengine wrap it (:func:`~convnext_dense.analysis.benchmark.wrap_as_launched`), the peak that of a steady-state
+    step, as the GPU benchmark measures after its warm-up. ``loop='anchor'``: an iteration of the loop that measured
+    the memory anchors (:class:`AnchorLoop`; ``launcher`` must be ``'none'``, ``amp`` is the anchors'), the peak over
+    its first and its steady-state iterations, as that loop measured it; with ``iterations`` above one, that many
+    iterations run as the loop runs them (each drawing its own data, the weights training), the peak over all of
+    them."""
+    if loop not in LOOPS:
+        raise ValueError(f'loop must be one of {LOOPS}, got {loop!r}')
+    if loop == 'anchor' and launcher != 'none':
+        raise ValueError("the anchors' loop is a single process without DDP: launcher must be 'none'")
+    if iterations != 1 and (loop != 'anchor' or iterations < 1):
+        raise ValueError(f"iterations={iterations}: only the anchors' loop runs more than one")
     torch.manual_seed(seed)
     tracker = StorageTracker()
     cpu = torch.device('cpu')
     with tracker, mmcv_ops_in_fp32(), policy_in_recomputation(), common.process_group_for(launcher, cpu):
         model = common.build_model(cfg, cpu).train()
-        optim_wrapper, amp = build_emulated_optim_wrapper(cfg, model, tracker, amp)
-        before_wrapping = tracker.live
-        wrapped = common.wrap_as_launched(cfg, model, launcher, cpu)
-        ddp_buckets = tracker.live - before_wrapping
-        batch = synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
+        if loop == 'anchor':
+            step = AnchorLoop(model, tracker, batch_size, shape, seed, num_classes(cfg))
+            optimizer, amp, ddp_buckets = step.optimizer, step.amp, 0
+        else:
+            optim_wrapper, amp = build_emulated_optim_wrapper(cfg, model, tracker, amp)
+            before_wrapping = tracker.live
+            wrapped = common.wrap_as_launched(cfg, model, launcher, cpu)
+            ddp_buckets = tracker.live - before_wrapping
+            batch = synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
+            step, optimizer = partial(wrapped.train_step, batch, optim_wrapper), optim_wrapper.optimizer
+            del wrapped
         tracker.reset_peak()
-        static, setup_end = tracker.live, len(tracker.events)
-        wrapped.train_step(batch, optim_wrapper)
-        step_events = tracker.events[setup_end:]
-        del wrapped
-    allocator_peak, reserved = steady_state_peak(tracker.events[:setup_end], step_events)
+        static, ends = tracker.live, [len(tracker.events)]
+        for _ in range(iterations):
+            step()
+            ends.append(len(tracker.events))
+        steps = [tracker.events[start:end] for start, end in zip(ends, ends[1:])]
+        del step  # a DDP model holds the process group
+    setup = tracker.events[:ends[0]]
+    replay = (replay_as_run(setup, steps) if iterations > 1 else
+              steady_state_peak(setup, steps[0], count_first_step=loop == 'anchor'))
     params = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters())
     grads = sum(block_bytes(p.untyped_storage().nbytes()) for p in model.parameters() if p.requires_grad)
-    state = state_bytes(optim_wrapper.optimizer)
-    # The tensors alone: the first step's peak, or the peak before its optimizer ran plus the state born there.
-    before, before_half, before_phase = optim_wrapper.before_step
-    if before + state >= tracker.peak:
-        tensors, half, phase = before + state, before_half, before_phase
-    else:
-        tensors, half, phase = tracker.peak, tracker.peak_half, tracker.peak_phase
-    return dict(estimated_peak_bytes=allocator_peak + CUBLAS_WORKSPACES_BYTES, tensors_at_peak_bytes=tensors,
-                ddp_buckets_bytes=ddp_buckets, launcher=launcher,
-                allocator_rounding_bytes=allocator_peak - tensors, cublas_workspaces_bytes=CUBLAS_WORKSPACES_BYTES,
-                reserved_bytes=reserved + CUBLAS_WORKSPACES_BYTES, peak_phase=phase,
-                half_precision_at_peak_bytes=half, amp=amp, params_bytes=params, grads_bytes=grads,
+    state = state_bytes(optimizer)
+    return dict(estimated_peak_bytes=replay.allocated_peak + CUBLAS_WORKSPACES_BYTES,
+                tensors_at_peak_bytes=replay.tensors_peak, ddp_buckets_bytes=ddp_buckets,
+                previous_iteration_at_peak_bytes=replay.previous_at_peak, launcher=launcher, loop=loop,
+                iterations=iterations,
+                allocator_rounding_bytes=replay.allocated_peak - replay.tensors_peak,
+                cublas_workspaces_bytes=CUBLAS_WORKSPACES_BYTES,
+                reserved_bytes=replay.reserved + CUBLAS_WORKSPACES_BYTES, peak_phase=replay.phase_at_peak,
+                half_precision_at_peak_bytes=replay.half_at_peak, amp=amp, params_bytes=params, grads_bytes=grads,
                 optimizer_state_bytes=state, static_bytes=static + state, params_m=common.num_params_m(model))

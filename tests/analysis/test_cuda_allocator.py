@@ -1,6 +1,6 @@
 """The CUDA caching allocator model: block rounding, the two pools' segments, when a block is split, reuse of cached
-blocks, merging on free, and the steady-state replay of a training step."""
-from convnext_dense.analysis.cuda_allocator import CachingAllocatorModel, steady_state_peak
+blocks, merging on free, and the steady-state replay of a training step, with what one iteration leaves to the next."""
+from convnext_dense.analysis.cuda_allocator import CachingAllocatorModel, replay_as_run, steady_state_peak
 
 MIB = 1 << 20
 
@@ -47,6 +47,34 @@ def test_freed_neighbours_merge_and_best_fit_picks_the_smallest_block_that_fits(
 def test_steady_state_is_the_second_step_on_a_warm_cache_with_the_optimizer_state():
     setup = [('alloc', 0, 4 * MIB)]  # parameters
     step = [('alloc', 1, 8 * MIB), ('alloc', 2, 16 * MIB), ('free', 1), ('alloc', 3, 0)]  # activation, state
-    peak, reserved = steady_state_peak(setup, step)
+    replay = steady_state_peak(setup, step)
     # parameters 4 + state 16 (born in the first step, kept) + the activation 8, reusing the first step's block
-    assert peak == 28 * MIB and reserved == 20 * MIB + 16 * MIB
+    assert replay.allocated_peak == 28 * MIB and replay.reserved == 20 * MIB + 16 * MIB
+    assert replay.tensors_peak == 28 * MIB and replay.previous_at_peak == 0
+
+
+def test_what_an_iteration_leaves_lives_into_the_next_until_it_drops_it():
+    """A loop that zeroes its gradients between forward and backward (the memory anchors' loop): the previous
+    step's gradients are alive through the forward of every iteration but the first."""
+    setup = [('alloc', 0, 4 * MIB)]  # parameters
+    step = [('alloc', 1, 8 * MIB, True, 'forward'),  # a half-precision activation
+            ('drop_previous', [2]),  # zero_grad(set_to_none=True): the previous iteration's gradient goes
+            ('free', 1),
+            ('alloc', 2, 4 * MIB, False, 'backward')]  # the gradient, kept past the end of the iteration
+    replay = steady_state_peak(setup, step)
+    assert replay.tensors_peak == 16 * MIB, 'parameters, the previous gradient and the activation'
+    assert replay.previous_at_peak == 4 * MIB and replay.half_at_peak == 8 * MIB
+    assert replay.phase_at_peak == 'forward' and replay.allocated_peak == 16 * MIB
+    first = steady_state_peak(setup, step, count_first_step=True)
+    assert first.tensors_peak == 16 * MIB, 'the first iteration (12 MiB, no previous gradient) is below it'
+    # Without the mark the gradient is never freed: it counts as state kept from the first step, not as born anew.
+    kept = steady_state_peak(setup, [event for event in step if event[0] != 'drop_previous'])
+    assert kept.tensors_peak == 16 * MIB and kept.previous_at_peak == 0
+
+    # The same loop traced for two iterations as it ran: the second's own frees (its zero_grad) drop the first's
+    # gradient, and its marks name what it leaves to a third.
+    first = [('alloc', 1, 8 * MIB, True, 'forward'), ('drop_previous', [4]), ('free', 1),
+             ('alloc', 4, 4 * MIB, False, 'backward')]
+    second = [('alloc', 5, 8 * MIB, True, 'forward'), ('drop_previous', [8]), ('free', 4), ('free', 5),
+              ('alloc', 8, 4 * MIB, False, 'backward')]
+    assert replay_as_run(setup, [first, second]) == steady_state_peak(setup, step, count_first_step=True)

@@ -40,17 +40,22 @@ def test_the_estimate_emulates_amp_in_its_own_wrapper(amp):
 
 def anchor_results(scale: dict):
     return [dict(name=name, status='ok', estimated_peak_gib=anchor[2] * scale.get(name, 1), tensors_at_peak_gib=1.0,
-                 ddp_buckets_gib=0.25, allocator_rounding_gib=0.5, cublas_workspaces_gib=0.0625)
+                 previous_iteration_at_peak_gib=0.25, ddp_buckets_gib=0.0, allocator_rounding_gib=0.5,
+                 cublas_workspaces_gib=0.0625, loop='anchor', launcher='none')
             for name, anchor in ANCHORS.items()]
 
 
 def test_validation_fails_the_run_when_an_estimate_is_out_of_tolerance(tmp_path, capsys):
     args = load_tool('analysis_tools/benchmark_memory').parse_args(['--estimate', '--validate', '--out-dir',
                                                                     str(tmp_path)])
+    assert args.launcher == 'none' and args.loop == 'runner', "the parent's; its workers get --loop anchor"
     assert memory_benchmark.report_estimates(args, anchor_results({})) == 0
     table = capsys.readouterr().out
+    assert "the H100 anchors' own loop (one process, no DDP" in table and 'of which previous step' in table
+    assert 'of which left by the previous iteration' in table, 'the main table shows it too'
     assert '| cascade_convnext_t | 5.22 | 1.000 | 0.250 | 0.500 | 0.062 | 5.22 | +0.0% |' in table
     payload = json.loads((tmp_path / 'benchmark_memory.json').read_text())
+    assert payload['settings']['loop'] == 'anchor' and payload['settings']['launcher'] == 'none'
     assert [row['name'] for row in payload['validation']] == list(ANCHORS)
     assert all(row['ok'] for row in payload['validation'])
 

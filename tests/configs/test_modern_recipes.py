@@ -90,13 +90,19 @@ def plain(value):
 
 
 def build(name: str) -> nn.Module:
-    """The config's model on the CPU with random weights (SyncBN as BN, as single-process runs have it)."""
+    """The config's model on the CPU with random weights (SyncBN as BN, as single-process runs have it).
+
+    ``init_weights`` runs as the runner runs it: DINO's ``level_embed`` is an uninitialised ``torch.Tensor`` until
+    then, whose contents (NaN at times) depend on what the allocator held before.
+    """
     cfg = load(name)
     model_cfg = copy.deepcopy(cfg.model)  # DETR detectors write into their head's config
     model_cfg.backbone.init_cfg = None  # no weights here
     init_default_scope(cfg.default_scope)
     torch.manual_seed(0)
-    return revert_sync_batchnorm(MODELS.build(model_cfg))
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return revert_sync_batchnorm(model)
 
 
 @lru_cache(maxsize=None)

@@ -13,9 +13,14 @@ one real step with tensor-level accounting replayed through a model of the CUDA 
 workspaces (convnext_dense/analysis/memory_estimate.py), as ``estimated_peak_gib``, with its parts.
 
 Both modes measure one GPU of a distributed run by default (--launcher pytorch: the model in mmengine's DDP wrapper,
-in a one-process group, whose gradient buckets every GPU holds); --launcher none measures a single-process run.
---estimate --validate checks those predictions against H100 measurements of mmdet's own configs
-(convnext_dense/analysis/memory_anchors.py) and prints the validation table; it exits 1 if one is out of tolerance.
+in a one-process group, whose gradient buckets every GPU holds); --launcher none measures a single-process run. An
+--estimate with --launcher pytorch is a prediction for a distributed run, and with --launcher none for a
+single-process one, that no GPU measurement has checked yet (the README, "Results on a GPU", says what is pending).
+--estimate --validate checks the estimator against the H100 measurements of mmdet's own configs
+(convnext_dense/analysis/memory_anchors.py): it estimates each of them under the loop that measured them (--loop
+anchor: one process, no DDP, the script's optimizer, scaler, data and batch, the previous step's gradients alive
+through the forward), prints the validation table and exits 1 if one is out of tolerance; --loop-iterations 13 runs
+all of the anchors' iterations instead of one replayed as the steady state.
 The measurement, estimate and reports are convnext_dense/analysis/memory_benchmark.py; this script parses the command
 line and runs one worker process per config.
 
@@ -23,6 +28,7 @@ line and runs one worker process per config.
     python tools/analysis_tools/benchmark_memory.py CONFIG --cfg-options model.backbone.with_cp=True --out-dir OUT
     python tools/analysis_tools/benchmark_memory.py --estimate configs/cascade_rcnn/{convnext,swin}_b_3x.py
     python tools/analysis_tools/benchmark_memory.py --estimate --validate --out-dir work_dirs/memory_validation
+    python tools/analysis_tools/benchmark_memory.py --estimate --loop anchor --loop-iterations 13 CONFIG
 """
 import argparse
 import sys
@@ -30,6 +36,8 @@ from pathlib import Path
 
 import convnext_dense.analysis.benchmark as common
 from convnext_dense.analysis import memory_benchmark
+from convnext_dense.analysis.memory_anchors import LOOP
+from convnext_dense.analysis.memory_estimate import LOOPS
 from convnext_dense.analysis.process_isolation import config_jobs, run_isolated, worker_main
 
 
@@ -38,19 +46,34 @@ def parse_args(argv):
     common.add_common_args(parser, out_dir='work_dirs/benchmark_memory', configs_required=False)
     parser.add_argument('--estimate', action='store_true', help='predict the peak GPU training memory on the CPU '
                         '(one step, AMP as the config asks; --iters/--warmup/--device do not apply)')
-    parser.add_argument('--launcher', choices=common.LAUNCHERS, default='pytorch',
+    parser.add_argument('--launcher', choices=common.LAUNCHERS, default=None,
                         help="as tools/train.py's: pytorch (default) measures one GPU of a distributed run, the "
                         "model in mmengine's DDP wrapper (a one-process group here), whose gradient buckets hold a "
                         'second copy of the gradients unless model_wrapper_cfg sets gradient_as_bucket_view=True; '
                         'none: a single-process run')
     parser.add_argument('--validate', action='store_true', help='with --estimate and no CONFIG: estimate the '
-                        'configs of the H100 memory anchors and compare')
+                        "configs of the H100 memory anchors under the anchors' own loop and compare")
+    parser.add_argument('--loop', choices=LOOPS, default='runner',
+                        help='with --estimate: runner (default) estimates a tools/train.py step; anchor the loop '
+                        'that measured the H100 memory anchors (one process, no DDP, their optimizer, scaler, data '
+                        "and zero_grad between forward and backward; detectors), which --validate runs")
+    parser.add_argument('--loop-iterations', type=int, default=1, metavar='N',
+                        help='with --loop anchor or --validate: 1 (default) traces one iteration and replays it as '
+                        "the loop's steady state; N runs N iterations as the loop ran them, each with its own data "
+                        f"(the anchors took their peak over {LOOP['warmup'] + LOOP['iters']}), N times the time")
     args = parser.parse_args(argv)
     if args.validate and (not args.estimate or args.configs):
         parser.error('--validate takes no CONFIG and needs --estimate: '
                      'python tools/analysis_tools/benchmark_memory.py --estimate --validate')
-    if args.validate and args.launcher != 'pytorch':
-        parser.error('--validate compares with the anchors as one GPU of a distributed run: drop --launcher none')
+    if args.validate and (args.launcher or args.shape or args.batch_size != LOOP['batch_size']):
+        parser.error("--validate runs the anchors' own loop (one process, no DDP, their batch and image size): "
+                     'drop --launcher, --shape and --batch-size')
+    if args.loop == 'anchor' and (not args.estimate or args.launcher == 'pytorch'):
+        parser.error("--loop anchor is an --estimate of the anchors' single-process loop: use --estimate, no "
+                     '--launcher pytorch')
+    if args.loop_iterations < 1 or (args.loop_iterations > 1 and args.loop != 'anchor' and not args.validate):
+        parser.error('--loop-iterations N (N >= 1) applies to --loop anchor and --validate')
+    args.launcher = args.launcher or ('none' if args.validate or args.loop == 'anchor' else 'pytorch')
     if not args.configs and not args.validate:
         parser.error('give at least one CONFIG (or --estimate --validate)')
     if args.estimate and args.device == 'cuda':
@@ -69,7 +92,7 @@ def main(argv=None) -> int:
     if args.validate:
         from convnext_dense.analysis.memory_anchors import write_anchor_configs
         args.configs = write_anchor_configs(Path(args.out_dir) / 'anchor_configs')
-        argv = [*args.configs, *(a for a in argv if a != '--validate')]
+        argv = [*args.configs, *(a for a in argv if a != '--validate'), '--loop', 'anchor']
     results = run_isolated(__file__, args.out_dir, config_jobs(args.configs, argv))
     if args.estimate:
         return memory_benchmark.report_estimates(args, results)

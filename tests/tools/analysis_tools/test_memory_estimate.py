@@ -1,23 +1,29 @@
 """The CPU estimate of peak GPU training memory: exact storage accounting on tensors whose sizes are known, CUDA's
-autocast policy emulated on the CPU, mmcv's C++ ops fed half precision, and `--estimate` end to end on a tiny config.
-(The validation against H100 measurements is `tools/analysis_tools/benchmark_memory.py --estimate --validate`: minutes
-per config.)"""
+autocast policy emulated on the CPU, mmcv's C++ ops fed half precision, the loop that measured the H100 anchors (its
+data, the gradients it keeps through the forward, one iteration replayed as the loop runs), and `--estimate` end to
+end on a tiny config. (The validation against H100 measurements is
+`tools/analysis_tools/benchmark_memory.py --estimate --validate`: minutes per config.)"""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from convnext_dense.analysis import benchmark, memory_estimate
-from convnext_dense.analysis.memory_anchors import ANCHORS, validation_rows
+from convnext_dense.analysis.cuda_allocator import CachingAllocatorModel, replay_as_run, steady_state_peak
+from convnext_dense.analysis.memory_anchors import ANCHORS, anchor_samples, validation_rows
 from convnext_dense.analysis.memory_estimate import (
+    AnchorLoop,
     StorageTracker,
     block_bytes,
     cuda_autocast,
+    estimate_peak,
     mmcv_ops_in_fp32,
+    policy_in_recomputation,
     state_bytes,
 )
 
@@ -123,7 +129,6 @@ def test_activation_checkpointing_recomputes_under_cudas_autocast_policy():
     """with_cp recomputes each block in backward: LayerNorm must come out in float32 there as in the forward (PyTorch
     refuses a recomputation whose dtypes differ), and the blocks' activations are no longer held."""
     from convnext_dense.analysis.benchmark import load_benchmark_config
-    from convnext_dense.analysis.memory_estimate import estimate_peak
     peaks = {}
     for with_cp in (False, True):
         cfg = load_benchmark_config(str(ROOT / 'tests/data/bench_mask_rcnn_convnext_atto.py'),
@@ -174,6 +179,89 @@ def test_distributed_runs_hold_ddp_gradient_buckets_beside_or_as_the_gradients(a
     assert benchmark.wrap_as_launched(cfg, model, 'none', torch.device('cpu')) is model
 
 
+ATTO = str(ROOT / 'tests/data/bench_mask_rcnn_convnext_atto.py')
+
+
+def test_anchor_samples_are_the_measuring_scripts_draws():
+    """Per image: corners, then sides, then labels, from the script's generator; rectangular masks filling the
+    boxes; the image is its own unpadded batch input."""
+    samples = anchor_samples(2, (96, 192), np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    for sample in samples:
+        x1, y1 = rng.uniform(0, 192 - 64, 7), rng.uniform(0, 96 - 64, 7)
+        w, h = rng.uniform(32, 192 / 3, 7), rng.uniform(32, 96 / 3, 7)
+        boxes = np.stack([x1, y1, np.minimum(x1 + w, 191), np.minimum(y1 + h, 95)], 1).astype(np.float32)
+        gt = sample.gt_instances
+        assert torch.equal(gt.bboxes, torch.from_numpy(boxes)) and gt.bboxes.dtype == torch.float32
+        assert torch.equal(gt.labels, torch.from_numpy(rng.integers(0, 80, 7)))
+        left, top, right, bottom = boxes[0].astype(int)
+        mask = gt.masks.masks[0]
+        assert mask.sum() == mask[top:bottom, left:right].sum() == (right - left) * (bottom - top) > 0
+        assert sample.metainfo['batch_input_shape'] == sample.metainfo['pad_shape'] == (96, 192)
+
+
+def test_one_anchor_loop_iteration_replays_as_the_loop_runs():
+    """The replay of one traced iteration, with what it leaves to the next (marked by drop_previous), gives the
+    peak of the real loop run for three iterations (the same input, boxes and weights in each, so that they are
+    alike): the marks stand exactly where the loop frees the previous iteration's tensors."""
+    cfg = benchmark.load_benchmark_config(ATTO, {})
+    torch.manual_seed(0)
+    with StorageTracker() as tracker, mmcv_ops_in_fp32(), policy_in_recomputation():
+        model = benchmark.build_model(cfg, torch.device('cpu')).train()
+        loop = AnchorLoop(model, tracker, 2, (128, 160), 0, 8)
+        for group in loop.optimizer.param_groups:
+            group['lr'] = 0.0  # the same weights, hence the same proposals and RoIs, in every iteration
+        ends = [len(tracker.events)]
+        for _ in range(3):
+            torch.manual_seed(1)
+            loop.rng = np.random.default_rng(0)
+            loop()
+            ends.append(len(tracker.events))
+    events = tracker.events
+    replay = steady_state_peak(events[:ends[0]], events[ends[0]:ends[1]], count_first_step=True)
+    allocator, blocks = CachingAllocatorModel(), {}
+    for event in events[:ends[-1]]:  # as it ran: its own frees, the marks ignored
+        if event[0] == 'alloc' and event[2] > 0:
+            blocks[event[1]] = allocator.malloc(event[2])
+        elif event[0] == 'free' and event[1] in blocks:
+            allocator.free(blocks.pop(event[1]))
+    assert replay.allocated_peak == allocator.peak
+    as_run = replay_as_run(events[:ends[0]], [events[start:end] for start, end in zip(ends, ends[1:])])
+    # the same peaks, tensors, phase and what the previous iteration left (a third iteration may cut a segment more)
+    assert as_run._replace(reserved=0) == replay._replace(reserved=0) and as_run.reserved >= replay.reserved
+    grads = sum(block_bytes(p.numel() * 4) for p in model.parameters())
+    assert replay.previous_at_peak >= grads, "the previous step's gradients are alive at the peak"
+
+
+def test_the_anchor_loop_holds_the_previous_gradients_through_the_forward(monkeypatch):
+    """The anchors' loop zeroes the gradients after the forward: at its peak (in the forward) it holds one float32
+    copy of the parameters more than the same loop zeroing them before the forward, and no DDP buckets."""
+
+    class ZeroGradFirst(AnchorLoop):
+        def _drop_previous(self, name):
+            if name != 'grads':
+                super()._drop_previous(name)
+            if name == 'x':  # right after the new input: the gradients go before the forward
+                super()._drop_previous('grads')
+                self.optimizer.zero_grad(set_to_none=True)
+
+    cfg = benchmark.load_benchmark_config(ATTO, {})
+    shape = (256, 320)  # activations large enough for the forward to hold the peak, not the optimizer step
+    anchor = estimate_peak(cfg, 2, shape, launcher='none', loop='anchor')
+    monkeypatch.setattr(memory_estimate, 'AnchorLoop', ZeroGradFirst)
+    zeroed = estimate_peak(cfg, 2, shape, launcher='none', loop='anchor')
+    assert anchor['loop'] == 'anchor' and anchor['ddp_buckets_bytes'] == zeroed['ddp_buckets_bytes'] == 0
+    assert anchor['peak_phase'] == zeroed['peak_phase'] == 'forward' and anchor['amp']
+    assert anchor['tensors_at_peak_bytes'] - zeroed['tensors_at_peak_bytes'] == anchor['grads_bytes']
+    # the previous gradients, and the previous iteration's loss scalars (one 512-byte block each)
+    assert 0 <= anchor['previous_iteration_at_peak_bytes'] - anchor['grads_bytes'] < 64 * 512
+    assert zeroed['previous_iteration_at_peak_bytes'] < 64 * 512
+    with pytest.raises(ValueError, match="launcher must be 'none'"):
+        estimate_peak(cfg, 2, (128, 160), loop='anchor')
+    with pytest.raises(ValueError, match="only the anchors' loop runs more than one"):
+        estimate_peak(cfg, 2, (128, 160), iterations=2)
+
+
 def test_validation_rows_check_errors_and_convnext_swin_ratios():
     exact = {name: anchor[2] for name, anchor in ANCHORS.items()}
     assert all(row['ok'] for row in validation_rows(exact))
@@ -208,7 +296,9 @@ def test_estimate_mode_end_to_end(tmp_path):
     assert result['cublas_workspaces_gib'] == 1 / 16 and result['reserved_gib'] >= result['estimated_peak_gib']
     assert result['half_precision_at_peak_gib'] > 0 or result['peak_phase'] == 'optimizer'
     # one GPU of a distributed run (the default): DDP's buckets, a second copy of the gradients, for the whole step
-    assert result['launcher'] == 'pytorch' and result['ddp_buckets_gib'] == pytest.approx(result['grads_gib'], rel=0.01)
+    assert 'a prediction until a GPU has measured one' in proc.stdout
+    assert result['launcher'] == 'pytorch' and result['loop'] == 'runner'
+    assert result['ddp_buckets_gib'] == pytest.approx(result['grads_gib'], rel=0.01)
 
     proc = subprocess.run([sys.executable, TOOL, '--estimate', config, '--shape', '128', '160',
                            '--launcher', 'none', '--out-dir', str(tmp_path / 'none')], cwd=ROOT, capture_output=True,
@@ -218,11 +308,25 @@ def test_estimate_mode_end_to_end(tmp_path):
     assert single['launcher'] == 'none' and single['ddp_buckets_gib'] == 0
     assert result['tensors_at_peak_gib'] - single['tensors_at_peak_gib'] == pytest.approx(result['ddp_buckets_gib'])
 
+    # what --validate has its workers run: the anchors' own loop, a single process (no --launcher: none)
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', config, '--shape', '128', '160', '--loop', 'anchor',
+                           '--out-dir', str(tmp_path / 'anchor')], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the H100 anchors' own loop" in proc.stdout
+    anchor, = json.loads((tmp_path / 'anchor/benchmark_memory.json').read_text())['results']
+    assert (anchor['loop'], anchor['launcher'], anchor['ddp_buckets_gib']) == ('anchor', 'none', 0)
+    assert anchor['previous_iteration_at_peak_gib'] >= anchor['grads_gib'] > 0
+
 
 def test_validate_refuses_configs():
     proc = subprocess.run([sys.executable, TOOL, '--validate', 'configs/x.py'], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and '--validate takes no CONFIG and needs --estimate' in proc.stderr
-    proc = subprocess.run([sys.executable, TOOL, '--estimate', '--validate', '--launcher',
-                           'none'], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and 'drop --launcher none' in proc.stderr
+    for extra in (['--launcher', 'none'], ['--launcher', 'pytorch'], ['--shape', '800', '1333']):
+        proc = subprocess.run([sys.executable, TOOL, '--estimate', '--validate', *extra], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "--validate runs the anchors' own loop" in proc.stderr
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', '--loop-iterations', '2', 'tests/data/x.py'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and '--loop-iterations N (N >= 1) applies to --loop anchor' in proc.stderr
