@@ -5,7 +5,7 @@ VENV ?= .venv
 OFFICIAL_VENV ?= .venv-official
 PYTHON := $(VENV)/bin/python
 
-.PHONY: install install-official demo lint test test-quick test-largest test-official gpu-check
+.PHONY: install install-official demo lint test test-quick test-largest test-official gpu-check gpu-memory-check
 
 install: $(VENV)/.installed
 install-official: $(OFFICIAL_VENV)/.installed
@@ -43,3 +43,7 @@ test-official: install-official
 # On a CUDA machine with the stack installed: the GPU tests, then the benchmarks against Swin, mmpretrain and timm.
 gpu-check:
 	PYTHON=$(PYTHON) bash tools/gpu_check.sh
+
+# On a CUDA machine: the GPU memory runs that `benchmark_memory.py --estimate --against` compares its estimates with.
+gpu-memory-check:
+	CHECK=memory PYTHON=$(PYTHON) bash tools/gpu_check.sh work_dirs/gpu_memory_check

@@ -11,7 +11,8 @@
 #   6. tools/analysis_tools/results_table.py: the README results table (device, torch, CUDA, target ratios) from the JSON.
 # Each step has its own time limit and a failed step does not stop the others: what was measured is kept. Everything
 # goes to OUT (default work_dirs/gpu_check), with one log per step and steps.txt (step, exit status, seconds).
-# Exits 2 without CUDA, 1 when a step failed.
+# Exits 2 without CUDA, 1 when a step failed. CHECK=memory (make gpu-memory-check) runs the memory measurements that the
+# CPU estimates are checked against instead (see that branch below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
@@ -60,6 +61,28 @@ step() {
     if [ "$rc" != 0 ]; then tail -n 30 "$OUT/$name.log"; fi
     return "$rc"
 }
+
+if [ "${CHECK:-acceptance}" = memory ]; then
+    # make gpu-memory-check: the GPU measurements that the CPU estimates of tools/train.py steps are checked against
+    # (README, "Results on a GPU"): Cascade Mask R-CNN T and B, ConvNeXt and Swin, at the default and the leanest
+    # setting, Mask R-CNN T and UperNet T, each under --launcher pytorch and --launcher none (~6 minutes on an H200).
+    # The estimates of the same runs need no GPU: the commands printed at the end run them on any machine.
+    BOTH=(configs/cascade_rcnn/{convnext,swin}_{t,b}_3x.py)
+    OTHERS=(configs/mask_rcnn/convnext_t_3x.py configs/upernet/convnext_t_160k_ade20k.py)
+    for launcher in pytorch none; do
+        step "${launcher}_default" 200 "$PYTHON" tools/analysis_tools/benchmark_memory.py "${BOTH[@]}" "${OTHERS[@]}" \
+            --iters 4 --warmup 2 --device cuda --launcher "$launcher" --out-dir "$OUT/${launcher}_default" || failed=1
+        step "${launcher}_leanest" 150 "$PYTHON" tools/analysis_tools/benchmark_memory.py "${BOTH[@]}" --iters 4 \
+            --warmup 2 --device cuda --launcher "$launcher" --out-dir "$OUT/${launcher}_leanest" \
+            --cfg-options model.backbone.with_cp=True || failed=1
+    done
+    echo "gpu_check: now, on any machine, the estimates of the same runs beside these measurements:"
+    for run in {pytorch,none}_{default,leanest}; do
+        echo "  python tools/analysis_tools/benchmark_memory.py --estimate --against $OUT/$run/benchmark_memory.json" \
+             "--out-dir $OUT/$run/estimate"
+    done
+    exit "$failed"
+fi
 
 CASCADE=(configs/cascade_rcnn/{convnext,swin}_{t,s,b}_3x.py)
 [ -n "${SKIP_TESTS:-}" ] || step gpu_tests 240 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/gpu --junitxml="$OUT/pytest_gpu.xml" &

@@ -118,6 +118,13 @@ def report_estimates(args, results) -> int:
                                  cfg_options=args.cfg_options), results=results)
     series = {'estimate': [r.get('estimated_peak_gib') for r in results]}
     valid = True
+    if getattr(args, 'against', None):
+        measured = read_measurement(args.against)
+        payload['against'] = against_rows(measured, results)
+        table += '\n\n' + against_table(payload['against'], measured['settings'])
+        series['GPU measurement'] = [next((v['measured_gib'] for v in payload['against'] if v['config'] == r['config']),
+                                          None) for r in results]
+        valid = all(v['ok'] for v in payload['against'])
     if args.validate:
         from .memory_anchors import validation_rows
         payload['validation'] = validation_rows({r['name']: r.get('estimated_peak_gib') for r in results})
@@ -126,6 +133,67 @@ def report_estimates(args, results) -> int:
         valid = all(v['ok'] for v in payload['validation'])
     panels = [('estimated peak GPU memory (training)', 'GiB', series)]
     return publish_report(args.out_dir, STEM, table, payload, panels, results, valid=valid)
+
+
+def read_measurement(path: str) -> dict:
+    """The JSON of a GPU run of this tool (``--device cuda``), which ``--estimate --against`` estimates again: its
+    configs and settings. Raises ``ValueError`` naming what is wrong with the file."""
+    import json
+    from pathlib import Path
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f'--against {path}: no such file; give the {STEM}.json of a GPU run '
+                         '(make gpu-memory-check writes them under work_dirs/gpu_memory_check/)')
+    payload = json.loads(file.read_text())
+    if payload.get('tool') != STEM or payload.get('memory_metric') != 'gpu_peak_allocated_reserved':
+        raise ValueError(f'--against {path}: not a GPU measurement of {STEM}.py (memory_metric '
+                         f"{payload.get('memory_metric')!r}); measure with --device cuda first")
+    measured = [r for r in payload['results'] if r.get('status') == 'ok']
+    if not measured:
+        raise ValueError(f'--against {path}: no config was measured there (every run failed or ran out of memory)')
+    return dict(settings=payload['settings'], results=measured)
+
+
+def cfg_options_argv(cfg_options: dict) -> list:
+    """``--cfg-options`` as a command line gives them, for the worker processes: ``key=value`` each, lists and
+    tuples in mmengine's ``[a,b]`` / ``(a,b)`` form."""
+    def text(value):
+        if isinstance(value, (list, tuple)):
+            items = ','.join(text(v) for v in value)
+            return f'[{items}]' if isinstance(value, list) else f'({items})'
+        return str(value)
+    return ['--cfg-options', *(f'{key}={text(value)}' for key, value in cfg_options.items())] if cfg_options else []
+
+
+def against_rows(measured: dict, estimates) -> list:
+    """Per measured config, its GPU peak allocated against the CPU estimate of the same config and settings, the
+    relative error and whether it is within :data:`~.memory_anchors.MAX_ERROR`."""
+    from .memory_anchors import MAX_ERROR
+    by_config = {r['config']: r for r in estimates}
+    rows = []
+    for gpu in measured['results']:
+        cpu = by_config.get(gpu['config'], {})
+        estimate, peak = cpu.get('estimated_peak_gib'), gpu['train_peak_allocated_gib']
+        error = None if estimate is None else estimate / peak - 1
+        rows.append(dict(name=gpu['name'], config=gpu['config'], measured_gib=peak, estimated_peak_gib=estimate,
+                         error=error, ok=error is not None and abs(error) <= MAX_ERROR,
+                         device=gpu.get('env', {}).get('device_name')))
+    return rows
+
+
+def against_table(rows, settings: dict) -> str:
+    """Markdown, for the README: each GPU measurement beside its CPU estimate."""
+    from .memory_anchors import MAX_ERROR
+    lines = [f"Estimate against the GPU measurement (launcher {settings['launcher']}, batch "
+             f"{settings['batch_size']}, cfg-options {settings.get('cfg_options') or 'none'}; tolerance "
+             f'{MAX_ERROR:.0%})', '',
+             '| config | GPU | measured peak allocated (GiB) | CPU estimate (GiB) | error | ok |',
+             '|---|---|---|---|---|---|']
+    for v in rows:
+        error = '-' if v['error'] is None else f"{v['error']:+.1%}"
+        lines.append(f"| {v['name']} | {v['device'] or '-'} | {v['measured_gib']:.3f} | "
+                     f"{fmt(v['estimated_peak_gib'], '.3f')} | {error} | {'yes' if v['ok'] else 'NO'} |")
+    return '\n'.join(lines)
 
 
 def validation_table(rows, results) -> str:

@@ -62,3 +62,14 @@ def test_validation_fails_the_run_when_an_estimate_is_out_of_tolerance(tmp_path,
     assert memory_benchmark.report_estimates(args, anchor_results({'cascade_swin_b': 1.06})) == 1
     line, = (line for line in capsys.readouterr().out.splitlines() if line.startswith('| cascade_swin_b |'))
     assert '+6.0%' in line and line.endswith('| NO |')
+
+
+def test_cfg_options_go_to_the_workers_as_a_command_line_gives_them():
+    from mmengine.config import DictAction
+    argv = memory_benchmark.cfg_options_argv({'a.b': [1, 2], 'c': (3, 4), 'd': True, 'e': 0.5})
+    assert argv == ['--cfg-options', 'a.b=[1,2]', 'c=(3,4)', 'd=True', 'e=0.5']
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    assert parser.parse_args(argv).cfg_options == {'a.b': [1, 2], 'c': (3, 4), 'd': True, 'e': 0.5}
+    assert memory_benchmark.cfg_options_argv({}) == []

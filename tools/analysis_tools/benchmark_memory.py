@@ -21,6 +21,8 @@ single-process one, that no GPU measurement has checked yet (the README, "Result
 anchor: one process, no DDP, the script's optimizer, scaler, data and batch, the previous step's gradients alive
 through the forward), prints the validation table and exits 1 if one is out of tolerance; --loop-iterations 13 runs
 all of the anchors' iterations instead of one replayed as the steady state.
+--estimate --against MEASURED_JSON estimates the configs of a GPU run of this tool with that run's settings and
+prints each estimate beside its measurement (exit 1 beyond 5%): the check of the estimates of tools/train.py steps.
 The measurement, estimate and reports are convnext_dense/analysis/memory_benchmark.py; this script parses the command
 line and runs one worker process per config.
 
@@ -29,6 +31,7 @@ line and runs one worker process per config.
     python tools/analysis_tools/benchmark_memory.py --estimate configs/cascade_rcnn/{convnext,swin}_b_3x.py
     python tools/analysis_tools/benchmark_memory.py --estimate --validate --out-dir work_dirs/memory_validation
     python tools/analysis_tools/benchmark_memory.py --estimate --loop anchor --loop-iterations 13 CONFIG
+    python tools/analysis_tools/benchmark_memory.py --estimate --against MEASURED_JSON
 """
 import argparse
 import sys
@@ -61,7 +64,27 @@ def parse_args(argv):
                         help='with --loop anchor or --validate: 1 (default) traces one iteration and replays it as '
                         "the loop's steady state; N runs N iterations as the loop ran them, each with its own data "
                         f"(the anchors took their peak over {LOOP['warmup'] + LOOP['iters']}), N times the time")
+    parser.add_argument('--against', default=None, metavar='MEASURED_JSON',
+                        help='with --estimate and no CONFIG: estimate the configs of a GPU run of this tool '
+                        '(its benchmark_memory.json) with its settings (launcher, batch, shape, seed, cfg-options), '
+                        'print each estimate beside its measurement and exit 1 if one is more than 5%% off')
     args = parser.parse_args(argv)
+    if args.against:
+        given = [flag for flag, value in (('CONFIG', args.configs), ('--validate', args.validate),
+                                          ('--launcher', args.launcher), ('--shape', args.shape),
+                                          ('--cfg-options', args.cfg_options)) if value]
+        if not args.estimate or given or args.loop != 'runner':
+            parser.error('--against takes its configs and settings from the measurement: '
+                         'python tools/analysis_tools/benchmark_memory.py --estimate --against MEASURED_JSON '
+                         f"(drop {', '.join(given) or '--loop'}{'' if args.estimate else '; add --estimate'})")
+        try:
+            measured = memory_benchmark.read_measurement(args.against)
+        except ValueError as exc:
+            parser.error(str(exc))
+        settings = measured['settings']
+        args.configs = [r['config'] for r in measured['results']]
+        args.launcher, args.batch_size, args.seed = settings['launcher'], settings['batch_size'], settings['seed']
+        args.shape, args.cfg_options = settings.get('shape'), settings.get('cfg_options') or {}
     if args.validate and (not args.estimate or args.configs):
         parser.error('--validate takes no CONFIG and needs --estimate: '
                      'python tools/analysis_tools/benchmark_memory.py --estimate --validate')
@@ -93,6 +116,10 @@ def main(argv=None) -> int:
         from convnext_dense.analysis.memory_anchors import write_anchor_configs
         args.configs = write_anchor_configs(Path(args.out_dir) / 'anchor_configs')
         argv = [*args.configs, *(a for a in argv if a != '--validate'), '--loop', 'anchor']
+    if args.against:  # the workers estimate with the measurement's settings
+        argv = ['--estimate', '--launcher', args.launcher, '--batch-size', str(args.batch_size), '--seed',
+                str(args.seed), '--out-dir', args.out_dir, *(['--shape', *map(str, args.shape)] if args.shape else []),
+                *memory_benchmark.cfg_options_argv(args.cfg_options)]
     results = run_isolated(__file__, args.out_dir, config_jobs(args.configs, argv))
     if args.estimate:
         return memory_benchmark.report_estimates(args, results)

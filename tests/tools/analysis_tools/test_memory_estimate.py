@@ -308,6 +308,30 @@ def test_estimate_mode_end_to_end(tmp_path):
     assert single['launcher'] == 'none' and single['ddp_buckets_gib'] == 0
     assert result['tensors_at_peak_gib'] - single['tensors_at_peak_gib'] == pytest.approx(result['ddp_buckets_gib'])
 
+    # --against: a GPU run's JSON gives the configs and settings; each estimate stands beside its measurement
+    measured = dict(tool='benchmark_memory', memory_metric='gpu_peak_allocated_reserved',
+                    settings=dict(batch_size=2, launcher='none', shape=[128, 160], seed=0,
+                                  cfg_options={'model.backbone.out_indices': [0, 1, 2, 3]}),
+                    results=[dict(name='atto', config=config, status='ok', env=dict(device_name='H200'),
+                                  train_peak_allocated_gib=single['estimated_peak_gib'] * 1.02)])
+    (tmp_path / 'gpu.json').write_text(json.dumps(measured))
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', '--against', str(tmp_path / 'gpu.json'),
+                           '--out-dir', str(tmp_path / 'against')], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    against = json.loads((tmp_path / 'against/benchmark_memory.json').read_text())
+    (estimate, ), (row, ) = against['results'], against['against']
+    assert (estimate['launcher'], estimate['image_shape']) == ('none', [128, 160]), "the measurement's settings"
+    assert estimate['estimated_peak_gib'] == pytest.approx(single['estimated_peak_gib'], rel=1e-6)
+    assert row['error'] == pytest.approx(1 / 1.02 - 1) and row['ok'] and row['device'] == 'H200'
+    assert '| atto | H200 |' in proc.stdout and '-2.0% | yes |' in proc.stdout
+    measured['results'][0]['train_peak_allocated_gib'] = single['estimated_peak_gib'] * 1.2
+    (tmp_path / 'gpu.json').write_text(json.dumps(measured))
+    proc = subprocess.run([sys.executable, TOOL, '--estimate', '--against', str(tmp_path / 'gpu.json'),
+                           '--out-dir', str(tmp_path / 'against')], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1 and '-16.7% | NO |' in proc.stdout, proc.stdout + proc.stderr
+
     # what --validate has its workers run: the anchors' own loop, a single process (no --launcher: none)
     proc = subprocess.run([sys.executable, TOOL, '--estimate', config, '--shape', '128', '160', '--loop', 'anchor',
                            '--out-dir', str(tmp_path / 'anchor')], cwd=ROOT, capture_output=True, text=True,
@@ -317,6 +341,17 @@ def test_estimate_mode_end_to_end(tmp_path):
     anchor, = json.loads((tmp_path / 'anchor/benchmark_memory.json').read_text())['results']
     assert (anchor['loop'], anchor['launcher'], anchor['ddp_buckets_gib']) == ('anchor', 'none', 0)
     assert anchor['previous_iteration_at_peak_gib'] >= anchor['grads_gib'] > 0
+
+
+def test_against_takes_a_gpu_measurement_and_its_settings(tmp_path):
+    cpu_run = dict(tool='benchmark_memory', memory_metric='cpu_peak_rss', settings={}, results=[])
+    (tmp_path / 'cpu.json').write_text(json.dumps(cpu_run))
+    for extra, message in ((['--against', str(tmp_path / 'cpu.json')], 'not a GPU measurement'),
+                           (['--against', str(tmp_path / 'none.json')], 'no such file'),
+                           (['--against', str(tmp_path / 'cpu.json'), '--launcher', 'none'], 'drop --launcher')):
+        proc = subprocess.run([sys.executable, TOOL, '--estimate', *extra], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
 def test_validate_refuses_configs():
