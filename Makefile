@@ -31,7 +31,8 @@ test: install
 test-quick: install
 	$(PYTHON) -m pytest -q -m "not slow"
 
-# The published FLOPs of the L / XL configs counted at full size (~15 minutes; `make test` checks their parameters).
+# The published FLOPs of the sizes `make test` does not count at full size, S..XL (~20 minutes; `make test` checks
+# their parameters).
 test-largest: install
 	$(PYTHON) -m pytest -q -m largest
 
