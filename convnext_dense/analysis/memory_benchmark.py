@@ -6,7 +6,9 @@ the config's own optim_wrapper, through ``train_step`` as mmengine's runner call
 runner wrap it. :func:`estimate` runs one step on the CPU under :func:`~.memory_estimate.estimate_peak`'s accounting.
 """
 import copy
+import json
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -138,8 +140,6 @@ def report_estimates(args, results) -> int:
 def read_measurement(path: str) -> dict:
     """The JSON of a GPU run of this tool (``--device cuda``), which ``--estimate --against`` estimates again: its
     configs and settings. Raises ``ValueError`` naming what is wrong with the file."""
-    import json
-    from pathlib import Path
     file = Path(path)
     if not file.is_file():
         raise ValueError(f'--against {path}: no such file; give the {STEM}.json of a GPU run '
