@@ -120,7 +120,7 @@ def report_estimates(args, results) -> int:
                                  cfg_options=args.cfg_options), results=results)
     series = {'estimate': [r.get('estimated_peak_gib') for r in results]}
     valid = True
-    if getattr(args, 'against', None):
+    if args.against:
         measured = read_measurement(args.against)
         payload['against'] = against_rows(measured, results)
         table += '\n\n' + against_table(payload['against'], measured['settings'])

@@ -389,7 +389,6 @@ def estimate_peak(cfg, batch_size: int, shape: tuple, seed: int = 0, amp: Option
             batch = synthetic_batch(cfg, batch_size, shape, np.random.default_rng(seed))
             step, optimizer = partial(wrapped.train_step, batch, optim_wrapper), optim_wrapper.optimizer
             del wrapped
-        tracker.reset_peak()
         static, ends = tracker.live, [len(tracker.events)]
         for _ in range(iterations):
             step()
